@@ -1,0 +1,51 @@
+# `make test` sets up everything (venv, dev packages, the built extension) and runs every check.
+PY ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-stamp
+export PYO3_PYTHON := $(abspath $(VPY))
+PYLIBDIR = $(shell $(VPY) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
+
+.PHONY: test venv develop fmt clippy cargo-test ruff stubtest docs-check pytest bench-smoke clean
+
+test: venv fmt clippy cargo-test develop ruff stubtest docs-check pytest bench-smoke
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+develop: venv
+	$(VPY) -m pip install -q --no-build-isolation --force-reinstall --no-deps .
+	$(VPY) -c "import ferrule, ferrule._ferrule"
+
+fmt:
+	cargo fmt --check
+
+clippy: venv
+	cargo clippy --all-targets -- -D warnings
+
+cargo-test: venv
+	LD_LIBRARY_PATH=$(PYLIBDIR) cargo test
+
+ruff: venv
+	$(VENV)/bin/ruff check python tests examples bench scripts
+	$(VENV)/bin/ruff format --check python tests examples bench scripts
+
+stubtest: develop
+	$(VPY) -m mypy.stubtest ferrule._ferrule --allowlist scripts/stubtest-allowlist.txt
+
+docs-check: develop
+	$(VPY) scripts/gen_settings_doc.py --check
+
+pytest: develop
+	$(VPY) -m pytest -q
+
+bench-smoke: develop
+	@echo "bench smoke: not yet"
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,21 @@
+//! ferrule: a WSGI (PEP 3333) HTTP/1.1 server with a Rust core.
+//!
+//! Layers, one folder each: [`net`] (sockets, epoll), [`http`] (RFC 9112 parsing and
+//! framing), [`wsgi`] (the PEP 3333 bridge) and [`server`] (threads and connections).
+
+pub mod http;
+pub mod net;
+pub mod server;
+pub mod wsgi;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<server::Server>()?;
+    m.add_class::<wsgi::start_response::StartResponse>()?;
+    m.add_class::<wsgi::input::InputStream>()?;
+    m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
+    Ok(())
+}

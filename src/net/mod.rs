@@ -1,0 +1,8 @@
+//! The network layer: raw sockets, the epoll poller and the listening sockets.
+//!
+//! Everything that touches a file descriptor through `libc` lives here, so the
+//! rest of the crate works with safe wrappers.
+
+pub mod listener;
+pub mod poller;
+pub mod socket;

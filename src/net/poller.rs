@@ -1,0 +1,153 @@
+//! An edge-triggered epoll set shared by all app threads, plus an eventfd to wake it.
+//!
+//! Connections are registered once, for reading and writing, edge-triggered: no
+//! `epoll_ctl` is needed per request. Only the leading thread calls [`Poller::wait`].
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// Readiness reported for one registered descriptor.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub token: u64,
+    pub readable: bool,
+    pub writable: bool,
+    pub hangup: bool,
+}
+
+#[derive(Debug)]
+pub struct Poller {
+    epfd: RawFd,
+    wake_fd: RawFd,
+}
+
+/// The token reserved for the wake-up eventfd.
+pub const WAKE_TOKEN: u64 = u64::MAX;
+
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        // SAFETY: plain syscalls creating fresh descriptors.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if wake_fd < 0 {
+            let e = io::Error::last_os_error();
+            unsafe { libc::close(epfd) };
+            return Err(e);
+        }
+        let p = Poller { epfd, wake_fd };
+        p.ctl(
+            libc::EPOLL_CTL_ADD,
+            wake_fd,
+            WAKE_TOKEN,
+            libc::EPOLLIN as u32,
+        )?;
+        Ok(p)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: valid epoll fd and event struct.
+        if unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Registers a connection for edge-triggered read and write readiness.
+    pub fn add_conn(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let ev = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, ev as u32)
+    }
+
+    /// Registers a listening socket (edge-triggered; the acceptor drains it).
+    pub fn add_listener(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(
+            libc::EPOLL_CTL_ADD,
+            fd,
+            token,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+        )
+    }
+
+    pub fn remove(&self, fd: RawFd) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: removing a descriptor; failure (already gone) is harmless.
+        unsafe {
+            libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, fd, &mut ev);
+        }
+    }
+
+    /// Waits up to `timeout_ms` (-1: forever) and appends the events to `out`.
+    pub fn wait(&self, out: &mut Vec<Event>, timeout_ms: i32) -> io::Result<usize> {
+        const MAX: usize = 256;
+        let mut evs: [libc::epoll_event; MAX] = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+        // SAFETY: evs has room for MAX events.
+        let n = unsafe { libc::epoll_wait(self.epfd, evs.as_mut_ptr(), MAX as i32, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        for ev in &evs[..n as usize] {
+            let bits = ev.events;
+            out.push(Event {
+                token: ev.u64,
+                readable: bits & (libc::EPOLLIN as u32) != 0,
+                writable: bits & (libc::EPOLLOUT as u32) != 0,
+                hangup: bits & ((libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP) as u32) != 0,
+            });
+        }
+        Ok(n as usize)
+    }
+
+    /// Wakes a thread blocked in [`Poller::wait`].
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: 8-byte write to our eventfd; EAGAIN (counter full) still wakes.
+        unsafe {
+            libc::write(self.wake_fd, (&one as *const u64).cast(), 8);
+        }
+    }
+
+    /// Clears the wake-up counter after [`WAKE_TOKEN`] was reported.
+    pub fn drain_wake(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: 8-byte read from our non-blocking eventfd.
+        unsafe {
+            libc::read(self.wake_fd, (&mut v as *mut u64).cast(), 8);
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        // SAFETY: we own both descriptors.
+        unsafe {
+            libc::close(self.wake_fd);
+            libc::close(self.epfd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_is_reported() {
+        let p = Poller::new().unwrap();
+        p.wake();
+        let mut out = Vec::new();
+        p.wait(&mut out, 1000).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].token, WAKE_TOKEN);
+        p.drain_wake();
+        out.clear();
+        assert_eq!(p.wait(&mut out, 0).unwrap(), 0);
+    }
+}

@@ -1,0 +1,271 @@
+//! Non-blocking socket I/O on raw file descriptors: read, writev, sendfile and
+//! waiting for readiness with `poll(2)`.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+/// An owned socket file descriptor, closed on drop.
+#[derive(Debug)]
+pub struct Socket {
+    fd: RawFd,
+}
+
+impl Socket {
+    /// Takes ownership of `fd`.
+    pub fn from_raw(fd: RawFd) -> Socket {
+        Socket { fd }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and close it exactly once.
+        unsafe {
+            libc::close(self.fd);
+        }
+    }
+}
+
+fn cvt(ret: isize) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// One `read(2)`; `WouldBlock` when no data is ready.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is a valid writable slice for its length.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// One `writev(2)` of up to 64 slices; `WouldBlock` when the send buffer is full.
+pub fn writev(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
+    let mut iov: [libc::iovec; 64] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 64];
+    let n = bufs.len().min(64);
+    for (slot, b) in iov.iter_mut().zip(bufs.iter()) {
+        slot.iov_base = b.as_ptr() as *mut libc::c_void;
+        slot.iov_len = b.len();
+    }
+    loop {
+        // SAFETY: the first n iovecs point at live slices; MSG_NOSIGNAL is implied for
+        // sockets by SIGPIPE being ignored by the Python runtime.
+        let r = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
+        match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// One `sendfile(2)` from `file_fd` at `offset`.
+pub fn sendfile(fd: RawFd, file_fd: RawFd, offset: &mut i64, count: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: offset is a valid pointer to an off_t.
+        let r = unsafe { libc::sendfile(fd, file_fd, offset as *mut i64, count) };
+        match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// What to wait for in [`wait`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    Read,
+    Write,
+}
+
+/// Blocks until `fd` is ready or `deadline` passes. Returns `TimedOut` on expiry.
+pub fn wait(fd: RawFd, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
+    let events = match interest {
+        Interest::Read => libc::POLLIN | libc::POLLRDHUP,
+        Interest::Write => libc::POLLOUT,
+    };
+    loop {
+        let timeout = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::from(io::ErrorKind::TimedOut));
+                }
+                // Round up so we never spin on a sub-millisecond remainder.
+                (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
+            }
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, timeout) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r > 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes all of `bufs`, waiting (with `block`) whenever the socket is full.
+///
+/// `block` is called with the remaining deadline when the send buffer is full; it is
+/// how callers release the GIL around the wait.
+pub fn write_all_vectored(
+    fd: RawFd,
+    bufs: &[&[u8]],
+    timeout: Duration,
+    block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut skip = 0usize; // bytes of `bufs` already written
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut deadline: Option<Instant> = None;
+    while skip < total {
+        let mut parts: [&[u8]; 64] = [&[]; 64];
+        let mut n = 0;
+        let mut off = skip;
+        for b in bufs {
+            if off >= b.len() {
+                off -= b.len();
+                continue;
+            }
+            if n == parts.len() {
+                break;
+            }
+            parts[n] = &b[off..];
+            off = 0;
+            n += 1;
+        }
+        match writev(fd, &parts[..n]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(w) => {
+                skip += w;
+                deadline = None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                block(fd, d)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we were given.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Disables Nagle's algorithm (ignored for non-TCP sockets).
+pub fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option; failure (e.g. unix socket) is harmless.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Half-closes the write side, so a client sees the end of a close-delimited body.
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: shutdown on a live socket; errors (already closed) are harmless.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_WR);
+    }
+}
+
+/// `dup(2)` with close-on-exec.
+pub fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a caller-provided descriptor.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Socket, Socket) {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair fills two descriptors.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        (Socket::from_raw(fds[0]), Socket::from_raw(fds[1]))
+    }
+
+    #[test]
+    fn read_would_block_when_empty() {
+        let (a, _b) = pair();
+        set_nonblocking(a.fd()).unwrap();
+        let mut buf = [0u8; 8];
+        let e = read(a.fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn write_all_vectored_spans_slices() {
+        let (a, b) = pair();
+        let mut never = |_: RawFd, _: Instant| -> io::Result<()> { Ok(()) };
+        write_all_vectored(
+            a.fd(),
+            &[b"he", b"", b"llo"],
+            Duration::from_secs(1),
+            &mut never,
+        )
+        .unwrap();
+        let mut buf = [0u8; 8];
+        let n = read(b.fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+    }
+
+    #[test]
+    fn wait_times_out() {
+        let (a, _b) = pair();
+        let d = Instant::now() + Duration::from_millis(20);
+        let e = wait(a.fd(), Interest::Read, Some(d)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+}

@@ -1,0 +1,348 @@
+//! One client connection: reading, parsing pipelined requests, and running each
+//! exchange through the WSGI bridge.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::time::Instant;
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::pool::{Shared, ThreadCtx};
+use crate::http::date;
+use crate::http::error::HttpError;
+use crate::http::head::{self, Framing, Head};
+use crate::net::socket::{self, Socket};
+use crate::wsgi::app;
+use crate::wsgi::input::{blocking_wait as read_wait, BodyReader, InputStream};
+use crate::wsgi::output::Output;
+use crate::wsgi::start_response::StartResponse;
+
+/// Bodies up to this size are read completely before the app is called, without
+/// holding a thread: the app then never blocks on them.
+const PREBUFFER: u64 = 64 * 1024;
+/// How much unread body we read and discard to keep a connection alive.
+const DRAIN_MAX: u64 = 64 * 1024;
+const READ_SIZE: usize = 16 * 1024;
+
+pub struct Conn {
+    pub sock: Socket,
+    pub listener: usize,
+    pub remote_addr: Py<PyString>,
+    pub remote_port: Py<PyString>,
+    pub buf: Vec<u8>,
+    pub pos: usize,
+    /// The last read came back short: no more data until the next epoll edge.
+    pub drained: bool,
+    pub deadline: Option<Instant>,
+    pub requests: u64,
+}
+
+/// What to do with a connection after serving it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for the next readiness event.
+    Park,
+    Close,
+}
+
+impl Conn {
+    pub fn new(
+        sock: Socket,
+        listener: usize,
+        remote_addr: Py<PyString>,
+        remote_port: Py<PyString>,
+    ) -> Conn {
+        Conn {
+            sock,
+            listener,
+            remote_addr,
+            remote_port,
+            buf: Vec::new(),
+            pos: 0,
+            drained: false,
+            deadline: None,
+            requests: 0,
+        }
+    }
+
+    /// Whether part of a request has arrived (so a timeout is a 408, not an idle close).
+    pub fn has_partial_request(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let len = self.buf.len();
+        if self.buf.capacity() - len < READ_SIZE / 2 {
+            self.buf.reserve(READ_SIZE);
+        }
+        let cap = self.buf.capacity();
+        self.buf.resize(cap, 0);
+        let r = socket::read(self.sock.fd(), &mut self.buf[len..]);
+        let n = *r.as_ref().unwrap_or(&0);
+        self.buf.truncate(len + n);
+        if let Ok(n) = r {
+            self.drained = n < cap - len;
+        }
+        r
+    }
+}
+
+/// Writes a refusal for a bad request (best effort: the connection closes anyway).
+pub fn refuse(conn: &Conn, err: &HttpError) {
+    let resp = date::with_now(|d| err.response(d));
+    let _ = socket::writev(conn.sock.fd(), &[&resp]);
+}
+
+/// Serves every complete request in the buffer, reading as needed.
+pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Conn) -> Next {
+    let limits = shared.cfg.limits;
+    loop {
+        if conn.pos < conn.buf.len() {
+            let mut stack: [MaybeUninit<httparse::Header<'_>>; 128] =
+                [const { MaybeUninit::uninit() }; 128];
+            let mut heap: Vec<MaybeUninit<httparse::Header<'_>>>;
+            let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.fields < stack.len() {
+                &mut stack[..limits.fields + 1]
+            } else {
+                heap = vec![MaybeUninit::uninit(); limits.fields + 1];
+                &mut heap
+            };
+            let prepared = match head::parse(&conn.buf[conn.pos..], slots, &limits) {
+                Err(e) => {
+                    refuse(conn, &e);
+                    shared.log_refusal(py, conn, &e);
+                    return Next::Close;
+                }
+                Ok(Some(h)) => {
+                    let waiting_body = match h.framing {
+                        Framing::Length(n) if n <= PREBUFFER && !h.expect_continue => {
+                            ((conn.buf.len() - conn.pos - h.len) as u64) < n
+                        }
+                        _ => false,
+                    };
+                    if waiting_body {
+                        None
+                    } else {
+                        Some(prepare(py, shared, conn, &h))
+                    }
+                }
+                Ok(None) => None,
+            };
+            match prepared {
+                Some(Some(p)) => {
+                    let keep = exchange(py, shared, ctx, conn, p);
+                    conn.requests += 1;
+                    conn.deadline = None;
+                    if !keep || shared.is_stopping() {
+                        return Next::Close;
+                    }
+                    continue;
+                }
+                Some(None) => return Next::Close,
+                None => {}
+            }
+        }
+        if conn.drained {
+            park_deadline(shared, conn);
+            return Next::Park;
+        }
+        match conn.fill() {
+            Ok(0) => return Next::Close,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.drained = true;
+            }
+            Err(_) => return Next::Close,
+        }
+    }
+}
+
+fn park_deadline(shared: &Shared, conn: &mut Conn) {
+    if conn.deadline.is_some() {
+        return;
+    }
+    let wait = if conn.has_partial_request() || conn.requests == 0 {
+        shared.cfg.header_timeout
+    } else {
+        shared.cfg.keep_alive
+    };
+    conn.deadline = Some(Instant::now() + wait);
+}
+
+fn request_line(h: &Head<'_, '_>) -> String {
+    format!("{} {} HTTP/1.{}", h.method, h.target, u8::from(h.http11))
+}
+
+fn header<'b>(h: &Head<'_, 'b>, name: &str) -> Option<&'b [u8]> {
+    h.headers
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(name))
+        .map(|f| f.value)
+}
+
+/// What the exchange needs from the parsed head, owned (the head borrows the buffer).
+struct Prepared<'py> {
+    environ: Bound<'py, pyo3::types::PyDict>,
+    line: String,
+    access: Option<(Option<String>, Option<String>)>,
+    framing: Framing,
+    head_only: bool,
+    http11: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    head_len: usize,
+}
+
+/// Builds the environ and copies what the exchange needs; `None` if it failed (logged).
+fn prepare<'py>(
+    py: Python<'py>,
+    shared: &Shared,
+    conn: &Conn,
+    h: &Head<'_, '_>,
+) -> Option<Prepared<'py>> {
+    let remote_addr = conn.remote_addr.bind(py);
+    let remote_port = conn.remote_port.bind(py);
+    let environ = match shared
+        .environ
+        .build(py, conn.listener, h, remote_addr, remote_port)
+    {
+        Ok(e) => e,
+        Err(e) => {
+            shared
+                .loggers
+                .exception(py, "Could not build the WSGI environ", &e);
+            refuse(conn, &HttpError::BadRequest("could not decode request"));
+            return None;
+        }
+    };
+    Some(Prepared {
+        environ,
+        line: request_line(h),
+        access: shared.cfg.access_log.then(|| {
+            (
+                header(h, "referer").map(|v| String::from_utf8_lossy(v).into_owned()),
+                header(h, "user-agent").map(|v| String::from_utf8_lossy(v).into_owned()),
+            )
+        }),
+        framing: h.framing,
+        head_only: h.method == "HEAD",
+        http11: h.http11,
+        keep_alive: h.keep_alive,
+        expect_continue: h.expect_continue,
+        head_len: h.len,
+    })
+}
+
+/// Runs one request through the app. Returns whether the connection stays open.
+fn exchange(
+    py: Python<'_>,
+    shared: &Shared,
+    ctx: &mut ThreadCtx,
+    conn: &mut Conn,
+    p: Prepared<'_>,
+) -> bool {
+    let Prepared {
+        environ,
+        line,
+        access,
+        framing,
+        head_only,
+        http11,
+        keep_alive,
+        expect_continue,
+        head_len,
+    } = p;
+    conn.pos += head_len;
+    let fd = conn.sock.fd();
+    let cfg = &shared.cfg;
+    let input = if framing == Framing::Empty {
+        InputStream::empty()
+    } else {
+        let buf = std::mem::take(&mut conn.buf);
+        InputStream::new(BodyReader::new(
+            fd,
+            buf,
+            conn.pos,
+            framing,
+            &cfg.limits,
+            expect_continue,
+            cfg.io_timeout,
+        ))
+    };
+    let made = Py::new(py, input).and_then(|input| {
+        environ.set_item(pyo3::intern!(py, "wsgi.input"), &input)?;
+        let sr = Py::new(
+            py,
+            StartResponse::new(Output::new(
+                fd,
+                http11,
+                head_only,
+                keep_alive,
+                cfg.io_timeout,
+            )),
+        )?;
+        Ok((input, sr))
+    });
+    let (input, sr) = match made {
+        Ok(v) => v,
+        Err(e) => {
+            shared
+                .loggers
+                .exception(py, "Could not set up the request", &e);
+            return false;
+        }
+    };
+
+    ctx.enter_app(shared);
+    let outcome = app::run(
+        py,
+        shared.app.bind(py),
+        environ,
+        sr.bind(py),
+        &shared.loggers,
+        &line,
+    );
+    ctx.leave_app(shared);
+
+    // Take the buffer back, finishing the body if the app left some of it unread.
+    let mut keep = outcome.keep_alive;
+    if let Some(mut reader) = input.borrow(py).take() {
+        if !reader.is_done() {
+            let small = reader.remaining_hint().is_some_and(|n| n <= DRAIN_MAX);
+            if keep && !reader.continue_pending() && (small || reader.remaining_hint().is_none()) {
+                let mut block = read_wait(py);
+                keep = reader.drain(DRAIN_MAX, &mut block);
+            } else {
+                keep = false;
+            }
+        }
+        if let Some(why) = &reader.failed {
+            shared.loggers.log(py, "info", &format!("{line}: {why}"));
+            keep = false;
+        }
+        reader.detach();
+        let (buf, pos) = reader.into_buffer();
+        conn.buf = buf;
+        conn.pos = pos;
+    }
+    if let Some((referer, agent)) = access {
+        shared.access_log(
+            py,
+            conn,
+            &line,
+            outcome.status,
+            outcome.bytes,
+            referer.as_deref(),
+            agent.as_deref(),
+        );
+    }
+    keep
+}

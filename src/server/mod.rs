@@ -1,0 +1,245 @@
+//! The server: the `Server` class Python drives, the app-thread pool, the watcher,
+//! and per-connection serving.
+
+pub mod config;
+pub mod conn;
+pub mod pool;
+pub mod slots;
+pub mod watch;
+
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::net::listener::Listener;
+use crate::net::socket::{self, Interest};
+use crate::wsgi::environ::{EnvironBuilder, EnvironConfig};
+use crate::wsgi::file_wrapper::FileWrapper;
+use crate::wsgi::log::Loggers;
+use config::Config;
+use pool::Shared;
+
+/// A WSGI server over listening sockets handed in by Python.
+#[pyclass(module = "ferrule._ferrule")]
+pub struct Server {
+    shared: Arc<Shared>,
+    stop_fd: RawFd,
+    running: Mutex<bool>,
+}
+
+fn eventfd() -> PyResult<RawFd> {
+    // SAFETY: creating a fresh eventfd.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(PyOSError::new_err(
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
+    Ok(fd)
+}
+
+fn drain(fd: RawFd) {
+    let mut buf = [0u8; 64];
+    while matches!(socket::read(fd, &mut buf), Ok(n) if n > 0) {}
+}
+
+/// Waits until one of `fds` is readable; returns which.
+fn wait_any(fds: &[RawFd]) -> Vec<bool> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: valid pollfd array.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+    if r <= 0 {
+        return vec![false; fds.len()];
+    }
+    pfds.iter().map(|p| p.revents != 0).collect()
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        fds: Vec<RawFd>,
+        config: &Bound<'_, PyDict>,
+    ) -> PyResult<Server> {
+        let cfg = Config::from_dict(config)?;
+        if fds.is_empty() {
+            return Err(PyRuntimeError::new_err("no listening sockets"));
+        }
+        let listeners = fds
+            .iter()
+            .map(|&fd| Listener::from_fd(fd))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| PyOSError::new_err(format!("listening socket: {e}")))?;
+        let errors = match config.get_item("errors")? {
+            Some(e) if !e.is_none() => e,
+            _ => py.import("sys")?.getattr("stderr")?,
+        };
+        let file_wrapper = py.get_type::<FileWrapper>().into_any();
+        let url_scheme: String = match config.get_item("url_scheme")? {
+            Some(s) if !s.is_none() => s.extract()?,
+            _ => "http".to_string(),
+        };
+        let environ = EnvironBuilder::new(
+            py,
+            &listeners,
+            &EnvironConfig {
+                root_path: &cfg.root_path,
+                multithread: cfg.threads > 1,
+                multiprocess: cfg.multiprocess,
+                url_scheme: &url_scheme,
+                errors: &errors,
+                file_wrapper: &file_wrapper,
+            },
+        )?;
+        let loggers = Loggers::new(py)?;
+        let shared = Shared::new(cfg, listeners, app, environ, loggers)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(Server {
+            shared: Arc::new(shared),
+            stop_fd: eventfd()?,
+            running: Mutex::new(false),
+        })
+    }
+
+    /// Serves until `stop()`; runs Python signal handlers when `wakeup_fd` is readable.
+    #[pyo3(signature = (wakeup_fd=None))]
+    fn run(&self, py: Python<'_>, wakeup_fd: Option<RawFd>) -> PyResult<()> {
+        {
+            let mut running = self
+                .running
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("server state poisoned"))?;
+            if *running {
+                return Err(PyRuntimeError::new_err("server is already running"));
+            }
+            *running = true;
+        }
+        let shared = &self.shared;
+        let n = shared.cfg.threads;
+        if let Ok(mut alive) = shared.pool.alive.lock() {
+            *alive = n;
+        }
+        let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(n + 1);
+        for i in 0..n {
+            let s = Arc::clone(shared);
+            let h = std::thread::Builder::new()
+                .name(format!("ferrule-app-{i}"))
+                .spawn(move || s.run_thread(i))
+                .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            handles.push(h);
+        }
+        let s = Arc::clone(shared);
+        let watcher = std::thread::Builder::new()
+            .name("ferrule-watch".into())
+            .spawn(move || watch::run(s))
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+
+        let mut fds = vec![self.stop_fd];
+        fds.extend(wakeup_fd);
+        let mut failure: Option<PyErr> = None;
+        loop {
+            let ready = py.detach(|| wait_any(&fds));
+            if ready.get(1).copied().unwrap_or(false) {
+                if let Some(fd) = wakeup_fd {
+                    drain(fd);
+                }
+                if let Err(e) = py.check_signals() {
+                    failure = Some(e);
+                    self.stop_inner();
+                }
+            }
+            if ready.first().copied().unwrap_or(false) || shared.is_stopping() {
+                break;
+            }
+        }
+
+        // Graceful: wait for running exchanges, up to graceful_timeout.
+        let deadline = Instant::now() + shared.cfg.graceful_timeout;
+        let all_done = py.detach(|| {
+            let Ok(mut alive) = shared.pool.alive.lock() else {
+                return false;
+            };
+            while *alive > 0 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                match shared.pool.exited.wait_timeout(alive, left) {
+                    Ok((g, _)) => alive = g,
+                    Err(_) => return false,
+                }
+            }
+            true
+        });
+        if all_done {
+            py.detach(|| {
+                for h in handles {
+                    let _ = h.join();
+                }
+                let _ = watcher.join();
+            });
+        } else {
+            shared.loggers.log(
+                py,
+                "warning",
+                "graceful_timeout expired with requests still running; exiting anyway",
+            );
+        }
+        if let Ok(mut running) = self.running.lock() {
+            *running = false;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the server (gracefully: running requests finish).
+    #[pyo3(signature = (graceful=true))]
+    fn stop(&self, graceful: bool) {
+        let _ = graceful;
+        self.stop_inner();
+    }
+}
+
+impl Server {
+    fn stop_inner(&self) {
+        self.shared.stop();
+        let one: u64 = 1;
+        // SAFETY: 8-byte write to our eventfd.
+        unsafe {
+            libc::write(self.stop_fd, (&one as *const u64).cast(), 8);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: we own stop_fd.
+        unsafe {
+            libc::close(self.stop_fd);
+        }
+        let _ = self.shared.stopping.load(Ordering::Acquire);
+    }
+}
+
+/// Waits for readability; used by tests of the wake-up path.
+#[allow(dead_code)]
+fn readable(fd: RawFd) -> bool {
+    socket::wait(fd, Interest::Read, Some(Instant::now())).is_ok()
+}

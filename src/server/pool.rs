@@ -1,0 +1,535 @@
+//! The app threads: a leader/follower pool in which the GIL is the leadership token.
+//!
+//! The leader holds the GIL, takes ready connections, parses, calls the app inline
+//! and writes the answer: no thread hand-over on the request path. When the app
+//! blocks (and so releases the GIL), the watcher ([`super::watch`]) hands leadership
+//! to an idle thread, which takes the GIL at once. A thread whose app call returns
+//! after it lost leadership finishes that response, then either takes leadership
+//! back (if the leader is itself stuck in the app) or goes idle.
+//! See docs/architecture.md.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::config::Config;
+use super::conn::{refuse, serve, Conn, Next};
+use super::slots::Slots;
+use crate::http::error::HttpError;
+use crate::net::listener::{Listener, Peer};
+use crate::net::poller::{Event, Poller, WAKE_TOKEN};
+use crate::net::socket::set_nodelay;
+use crate::wsgi::environ::EnvironBuilder;
+use crate::wsgi::log::Loggers;
+
+/// Tokens with this bit name a listener (its index in the low bits).
+const LISTENER_BIT: u64 = 1 << 63;
+const NO_LEADER: usize = usize::MAX;
+const ACCEPT_BATCH: usize = 64;
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+/// What the watcher can see of one app thread.
+pub struct ThreadInfo {
+    /// Non-zero while the thread is inside an exchange: a sequence number.
+    pub in_app: AtomicU64,
+    /// The thread's CPU-time clock (`pthread_getcpuclockid`).
+    pub clock: AtomicI32,
+    pub handle: OnceLock<Thread>,
+}
+
+/// Leadership and the idle threads.
+pub struct Pool {
+    pub leader: AtomicUsize,
+    pub threads: Vec<ThreadInfo>,
+    pub idle: Mutex<Vec<usize>>,
+    /// The watcher sleeps here while nothing runs in the app.
+    pub watcher_dormant: AtomicBool,
+    pub watcher: OnceLock<Thread>,
+    /// Threads still running, and a condvar signalled as each exits.
+    pub alive: Mutex<usize>,
+    pub exited: Condvar,
+}
+
+impl Pool {
+    fn new(n: usize) -> Pool {
+        Pool {
+            leader: AtomicUsize::new(0),
+            threads: (0..n)
+                .map(|_| ThreadInfo {
+                    in_app: AtomicU64::new(0),
+                    clock: AtomicI32::new(-1),
+                    handle: OnceLock::new(),
+                })
+                .collect(),
+            idle: Mutex::new(Vec::new()),
+            watcher_dormant: AtomicBool::new(false),
+            watcher: OnceLock::new(),
+            alive: Mutex::new(0),
+            exited: Condvar::new(),
+        }
+    }
+
+    /// Makes `to` the leader if `from` still is; wakes it.
+    pub fn hand_over(&self, from: usize, to: usize) -> bool {
+        if self
+            .leader
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            if let Some(t) = self.threads.get(to).and_then(|t| t.handle.get()) {
+                t.unpark();
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    fn wake_watcher(&self) {
+        if self.watcher_dormant.swap(false, Ordering::AcqRel) {
+            if let Some(w) = self.watcher.get() {
+                w.unpark();
+            }
+        }
+    }
+}
+
+/// Everything the app threads share.
+pub struct Shared {
+    pub cfg: Config,
+    pub poller: Poller,
+    pub listeners: Vec<Listener>,
+    pub slots: Slots,
+    pub ready: Mutex<VecDeque<u64>>,
+    pub stopping: AtomicBool,
+    pub pool: Pool,
+    pub app: Py<PyAny>,
+    pub environ: EnvironBuilder,
+    pub loggers: Loggers,
+    next_sweep: Mutex<Instant>,
+    listeners_closed: AtomicBool,
+}
+
+/// Per-thread state.
+pub struct ThreadCtx {
+    pub index: usize,
+    seq: u64,
+    events: Vec<Event>,
+}
+
+impl ThreadCtx {
+    /// Marks this thread as inside an exchange (seen by the watcher).
+    pub fn enter_app(&mut self, shared: &Shared) {
+        self.seq += 1;
+        shared.mark_in_app(self.index, self.seq);
+    }
+
+    pub fn leave_app(&mut self, shared: &Shared) {
+        shared.mark_in_app(self.index, 0);
+    }
+}
+
+impl Shared {
+    pub fn new(
+        cfg: Config,
+        listeners: Vec<Listener>,
+        app: Py<PyAny>,
+        environ: EnvironBuilder,
+        loggers: Loggers,
+    ) -> std::io::Result<Shared> {
+        let poller = Poller::new()?;
+        for (i, l) in listeners.iter().enumerate() {
+            poller.add_listener(l.fd(), LISTENER_BIT | i as u64)?;
+        }
+        let threads = cfg.threads;
+        let max = cfg.max_connections;
+        Ok(Shared {
+            cfg,
+            poller,
+            listeners,
+            slots: Slots::new(max),
+            ready: Mutex::new(VecDeque::with_capacity(256)),
+            stopping: AtomicBool::new(false),
+            pool: Pool::new(threads),
+            app,
+            environ,
+            loggers,
+            next_sweep: Mutex::new(Instant::now() + SWEEP_EVERY),
+            listeners_closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Starts a graceful stop: no new connections, idle ones closed, running ones finish.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.poller.wake();
+        for t in &self.pool.threads {
+            if let Some(h) = t.handle.get() {
+                h.unpark();
+            }
+        }
+        if let Some(w) = self.pool.watcher.get() {
+            w.unpark();
+        }
+    }
+
+    fn mark_in_app(&self, index: usize, seq: u64) {
+        if let Some(t) = self.pool.threads.get(index) {
+            t.in_app.store(seq, Ordering::Release);
+        }
+        if seq != 0 {
+            self.pool.wake_watcher();
+        }
+    }
+
+    fn pop_ready(&self) -> Option<u64> {
+        self.ready.lock().ok()?.pop_front()
+    }
+
+    fn push_ready(&self, events: &[Event]) {
+        if let Ok(mut q) = self.ready.lock() {
+            q.extend(events.iter().map(|e| e.token));
+        }
+    }
+
+    pub fn log_refusal(&self, py: Python<'_>, conn: &Conn, err: &HttpError) {
+        self.loggers.log(
+            py,
+            "info",
+            &format!(
+                "Refused a request from {}: {}",
+                conn.remote_addr.bind(py),
+                err
+            ),
+        );
+        if self.cfg.access_log {
+            self.access_log(py, conn, "-", err.status(), 0, None, None);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn access_log(
+        &self,
+        py: Python<'_>,
+        conn: &Conn,
+        line: &str,
+        status: u16,
+        bytes: u64,
+        referer: Option<&str>,
+        agent: Option<&str>,
+    ) {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let remote = conn.remote_addr.bind(py).to_string();
+        let msg = format!(
+            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"",
+            if remote.is_empty() { "-" } else { &remote },
+            clf_time(secs),
+            line,
+            status,
+            if bytes == 0 {
+                "-".to_string()
+            } else {
+                bytes.to_string()
+            },
+            referer.unwrap_or("-"),
+            agent.unwrap_or("-"),
+        );
+        self.loggers.access(py, &msg);
+    }
+
+    fn accept(&self, py: Python<'_>, index: usize) {
+        let Some(listener) = self.listeners.get(index) else {
+            return;
+        };
+        if self.listeners_closed.load(Ordering::Acquire) {
+            return;
+        }
+        for _ in 0..ACCEPT_BATCH {
+            let (sock, peer) = match listener.accept() {
+                Ok(v) => v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and friends: log and retry on the next event.
+                    self.loggers
+                        .log(py, "error", &format!("accept() failed: {e}"));
+                    return;
+                }
+            };
+            set_nodelay(sock.fd());
+            let Some(slot_index) = self.slots.alloc() else {
+                self.loggers.log(
+                    py,
+                    "warning",
+                    "connection table full; closing a new connection",
+                );
+                continue;
+            };
+            let (addr, port) = match &peer {
+                Peer::Inet(_) => (peer.host(), peer.port()),
+                Peer::Unix => (String::new(), String::new()),
+            };
+            let token = self.slots.token(slot_index);
+            let fd = sock.fd();
+            let mut conn = Conn::new(
+                sock,
+                index,
+                PyString::new(py, &addr).unbind(),
+                PyString::new(py, &port).unbind(),
+            );
+            conn.deadline = Some(Instant::now() + self.cfg.header_timeout);
+            if let Some(slot) = self.slots.get(slot_index) {
+                if let Ok(mut g) = slot.conn.lock() {
+                    *g = Some(conn);
+                }
+            }
+            if let Err(e) = self.poller.add_conn(fd, token) {
+                self.loggers
+                    .log(py, "error", &format!("epoll_ctl failed: {e}"));
+                self.close_slot(slot_index);
+            }
+        }
+        // More may be waiting: come back to this listener after other work.
+        if let Ok(mut q) = self.ready.lock() {
+            q.push_back(LISTENER_BIT | index as u64);
+        }
+    }
+
+    fn close_slot(&self, index: u32) {
+        if let Some(slot) = self.slots.get(index) {
+            if let Ok(mut g) = slot.conn.lock() {
+                g.take();
+            }
+        }
+        self.slots.release(index);
+    }
+
+    /// Serves a connection that became ready, unless another thread holds it (then
+    /// that thread sees `pending` and serves it again when done).
+    fn dispatch_conn(&self, py: Python<'_>, ctx: &mut ThreadCtx, token: u64) {
+        let Some((index, slot)) = self.slots.by_token(token) else {
+            return;
+        };
+        slot.pending.store(true, Ordering::Release);
+        loop {
+            let Ok(mut guard) = slot.conn.try_lock() else {
+                return;
+            };
+            if !slot.pending.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            let next = match guard.as_mut() {
+                Some(conn) => {
+                    conn.drained = false;
+                    serve(py, self, ctx, conn)
+                }
+                None => return,
+            };
+            if next == Next::Close {
+                guard.take();
+                drop(guard);
+                self.slots.release(index);
+                return;
+            }
+            drop(guard);
+            if !slot.pending.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    fn dispatch(&self, py: Python<'_>, ctx: &mut ThreadCtx, token: u64) {
+        if token == WAKE_TOKEN {
+            self.poller.drain_wake();
+        } else if token & LISTENER_BIT != 0 {
+            self.accept(py, (token & !LISTENER_BIT) as usize);
+        } else {
+            self.dispatch_conn(py, ctx, token);
+        }
+    }
+
+    /// Closes connections past their deadline (or all idle ones when stopping).
+    fn sweep(&self, py: Python<'_>) {
+        let now = Instant::now();
+        let stopping = self.is_stopping();
+        for index in 0..self.slots.high_water() {
+            let Some(slot) = self.slots.get(index) else {
+                continue;
+            };
+            let Ok(mut guard) = slot.conn.try_lock() else {
+                continue;
+            };
+            let expired = match guard.as_ref() {
+                Some(conn) => stopping || conn.deadline.is_some_and(|d| d <= now),
+                None => false,
+            };
+            if expired {
+                if let Some(conn) = guard.as_ref() {
+                    if conn.has_partial_request() && !stopping {
+                        refuse(conn, &HttpError::Timeout);
+                        self.log_refusal(py, conn, &HttpError::Timeout);
+                    }
+                }
+                guard.take();
+                drop(guard);
+                self.slots.release(index);
+            }
+        }
+    }
+
+    fn maybe_sweep(&self, py: Python<'_>) {
+        let due = match self.next_sweep.try_lock() {
+            Ok(mut next) if Instant::now() >= *next => {
+                *next = Instant::now() + SWEEP_EVERY;
+                true
+            }
+            _ => false,
+        };
+        if due {
+            self.sweep(py);
+        }
+    }
+
+    fn close_listeners(&self) {
+        if !self.listeners_closed.swap(true, Ordering::AcqRel) {
+            for l in &self.listeners {
+                self.poller.remove(l.fd());
+            }
+        }
+    }
+
+    /// The leader's loop; returns when this thread is no longer the leader.
+    fn lead(&self, py: Python<'_>, ctx: &mut ThreadCtx) {
+        loop {
+            if self.is_stopping() {
+                self.close_listeners();
+                self.sweep(py);
+                return;
+            }
+            if self.pool.leader.load(Ordering::Acquire) != ctx.index {
+                // Lost leadership while in the app. Take it back if the leader is
+                // itself inside the app (probably blocked); otherwise go idle.
+                let l = self.pool.leader.load(Ordering::Acquire);
+                let leader_busy = l != NO_LEADER
+                    && self
+                        .pool
+                        .threads
+                        .get(l)
+                        .is_some_and(|t| t.in_app.load(Ordering::Acquire) != 0);
+                if !(leader_busy
+                    && self
+                        .pool
+                        .leader
+                        .compare_exchange(l, ctx.index, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok())
+                {
+                    return;
+                }
+            }
+            if let Some(token) = self.pop_ready() {
+                self.dispatch(py, ctx, token);
+                continue;
+            }
+            self.maybe_sweep(py);
+            ctx.events.clear();
+            let got = self.poller.wait(&mut ctx.events, 0).unwrap_or(0);
+            if got == 0 {
+                // Nothing to do: release the GIL and block in epoll.
+                let mut events = std::mem::take(&mut ctx.events);
+                py.detach(|| {
+                    let _ = self
+                        .poller
+                        .wait(&mut events, SWEEP_EVERY.as_millis() as i32);
+                });
+                ctx.events = events;
+            }
+            if let Some((first, rest)) = ctx.events.split_first() {
+                let first = first.token;
+                if !rest.is_empty() {
+                    self.push_ready(rest);
+                }
+                self.dispatch(py, ctx, first);
+            }
+        }
+    }
+
+    /// An app thread's whole life.
+    pub fn run_thread(&self, index: usize) {
+        Python::attach(|py| {
+            let mut ctx = ThreadCtx {
+                index,
+                seq: 0,
+                events: Vec::with_capacity(256),
+            };
+            if let Some(t) = self.pool.threads.get(index) {
+                let _ = t.handle.set(std::thread::current());
+                let mut clock: libc::clockid_t = 0;
+                // SAFETY: querying our own thread's CPU clock id.
+                if unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) } == 0 {
+                    t.clock.store(clock, Ordering::Release);
+                }
+            }
+            loop {
+                if self.pool.leader.load(Ordering::Acquire) == index {
+                    self.lead(py, &mut ctx);
+                }
+                if self.is_stopping() {
+                    break;
+                }
+                if self.pool.leader.load(Ordering::Acquire) == index {
+                    continue;
+                }
+                if let Ok(mut idle) = self.pool.idle.lock() {
+                    if !idle.contains(&index) {
+                        idle.push(index);
+                    }
+                }
+                py.detach(|| {
+                    while self.pool.leader.load(Ordering::Acquire) != index && !self.is_stopping() {
+                        std::thread::park();
+                    }
+                });
+                if let Ok(mut idle) = self.pool.idle.lock() {
+                    idle.retain(|&i| i != index);
+                }
+            }
+        });
+        if let Ok(mut alive) = self.pool.alive.lock() {
+            *alive = alive.saturating_sub(1);
+        }
+        self.pool.exited.notify_all();
+    }
+}
+
+/// `10/Oct/2000:13:55:36 +0000`, the Common Log Format time.
+fn clf_time(secs: u64) -> String {
+    let d = crate::http::date::format(secs);
+    // d = "Tue, 10 Oct 2000 13:55:36 GMT"
+    let s = String::from_utf8_lossy(&d).into_owned();
+    format!(
+        "{}/{}/{}:{} +0000",
+        &s[5..7],
+        &s[8..11],
+        &s[12..16],
+        &s[17..25]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clf_time_format() {
+        assert_eq!(super::clf_time(784_111_777), "06/Nov/1994:08:49:37 +0000");
+    }
+}

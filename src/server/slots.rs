@@ -1,0 +1,129 @@
+//! The connection table: slots addressed by epoll tokens, each with its own lock.
+//!
+//! A token is `generation << 32 | index`; closing a connection bumps the slot's
+//! generation, so a stale event for a reused slot is recognised and dropped.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use super::conn::Conn;
+
+const CHUNK: usize = 1024;
+const MAX_CHUNKS: usize = 1024;
+
+/// One connection's place in the table.
+pub struct Slot {
+    pub conn: Mutex<Option<Conn>>,
+    /// Set by whoever saw readiness while another thread held the connection.
+    pub pending: AtomicBool,
+    pub generation: AtomicU32,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            conn: Mutex::new(None),
+            pending: AtomicBool::new(false),
+            generation: AtomicU32::new(0),
+        }
+    }
+}
+
+pub struct Slots {
+    chunks: Vec<OnceLock<Box<[Slot]>>>,
+    free: Mutex<Vec<u32>>,
+    next: AtomicU32,
+    capacity: usize,
+}
+
+impl Slots {
+    /// A table for up to `capacity` connections (allocated lazily, 1024 at a time).
+    pub fn new(capacity: usize) -> Slots {
+        let capacity = capacity.clamp(1, CHUNK * MAX_CHUNKS);
+        Slots {
+            chunks: (0..capacity.div_ceil(CHUNK))
+                .map(|_| OnceLock::new())
+                .collect(),
+            free: Mutex::new(Vec::new()),
+            next: AtomicU32::new(0),
+            capacity,
+        }
+    }
+
+    pub fn get(&self, index: u32) -> Option<&Slot> {
+        let i = index as usize;
+        self.chunks.get(i / CHUNK)?.get().map(|c| &c[i % CHUNK])
+    }
+
+    /// The slot for `token` if its generation still matches.
+    pub fn by_token(&self, token: u64) -> Option<(u32, &Slot)> {
+        let index = token as u32;
+        let generation = (token >> 32) as u32;
+        let slot = self.get(index)?;
+        (slot.generation.load(Ordering::Acquire) == generation).then_some((index, slot))
+    }
+
+    pub fn token(&self, index: u32) -> u64 {
+        let generation = self
+            .get(index)
+            .map_or(0, |s| s.generation.load(Ordering::Acquire));
+        (u64::from(generation) << 32) | u64::from(index)
+    }
+
+    /// Reserves a free slot index, or `None` when the table is full.
+    pub fn alloc(&self) -> Option<u32> {
+        if let Some(i) = self.free.lock().ok()?.pop() {
+            return Some(i);
+        }
+        let i = self.next.fetch_add(1, Ordering::AcqRel);
+        if i as usize >= self.capacity {
+            self.next.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let chunk = self.chunks.get(i as usize / CHUNK)?;
+        chunk.get_or_init(|| (0..CHUNK).map(|_| Slot::new()).collect());
+        Some(i)
+    }
+
+    /// Returns a slot whose connection was taken out; its old token becomes stale.
+    pub fn release(&self, index: u32) {
+        if let Some(slot) = self.get(index) {
+            slot.generation.fetch_add(1, Ordering::AcqRel);
+            slot.pending.store(false, Ordering::Release);
+        }
+        if let Ok(mut free) = self.free.lock() {
+            free.push(index);
+        }
+    }
+
+    /// One past the highest index ever handed out.
+    pub fn high_water(&self) -> u32 {
+        self.next.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_go_stale_on_release() {
+        let s = Slots::new(10);
+        let i = s.alloc().unwrap();
+        let t = s.token(i);
+        assert!(s.by_token(t).is_some());
+        s.release(i);
+        assert!(s.by_token(t).is_none());
+        let j = s.alloc().unwrap();
+        assert_eq!(i, j);
+        assert!(s.by_token(s.token(j)).is_some());
+    }
+
+    #[test]
+    fn capacity_is_enforced() {
+        let s = Slots::new(2);
+        assert!(s.alloc().is_some());
+        assert!(s.alloc().is_some());
+        assert!(s.alloc().is_none());
+    }
+}

@@ -1,0 +1,219 @@
+//! Calling the app and sending what it returns (PEP 3333 §The Server/Gateway Side).
+//!
+//! The iterable's `close()` is always called: after success, after an app error and
+//! after the client went away. An app error becomes a 500 when nothing was sent yet,
+//! and a closed connection when something was; either way it is logged.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use super::file_wrapper::FileWrapper;
+use super::log::Loggers;
+use super::output::{blocking_wait, Declared, SendError};
+use super::start_response::StartResponse;
+
+/// How the exchange ended, for the connection and the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub keep_alive: bool,
+    pub status: u16,
+    pub bytes: u64,
+}
+
+const ERROR_BODY: &[u8] = b"Internal Server Error\n";
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// Why sending the app's response stopped early.
+enum Failure {
+    /// The app (or its iterable) raised, or returned something that is not WSGI.
+    App(PyErr),
+    /// The client connection failed.
+    Client(std::io::Error),
+}
+
+fn from_send(e: SendError) -> Failure {
+    match e {
+        SendError::Io(e) => Failure::Client(e),
+        SendError::NotStarted => Failure::App(pyo3::exceptions::PyRuntimeError::new_err(
+            "the app returned body data before calling start_response()",
+        )),
+    }
+}
+
+fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyBytes>, Failure> {
+    item.cast::<PyBytes>().map_err(|_| {
+        Failure::App(pyo3::exceptions::PyTypeError::new_err(format!(
+            "the app's iterable yielded {}, not bytes",
+            type_name(item)
+        )))
+    })
+}
+
+/// Sends a list or tuple of bytes in one go (the common case: one write).
+fn send_sequence(
+    py: Python<'_>,
+    sr: &StartResponse,
+    items: &[Bound<'_, PyAny>],
+) -> Result<(), Failure> {
+    let mut chunks: Vec<&[u8]> = Vec::with_capacity(items.len());
+    for item in items {
+        chunks.push(as_bytes(item)?.as_bytes());
+    }
+    let mut out = sr.output().map_err(Failure::App)?;
+    let mut block = blocking_wait(py);
+    out.send(&chunks, true, &mut block).map_err(from_send)
+}
+
+fn send_iterable(
+    py: Python<'_>,
+    sr: &StartResponse,
+    iterable: &Bound<'_, PyAny>,
+) -> Result<(), Failure> {
+    if let Ok(list) = iterable.cast::<PyList>() {
+        let items: Vec<Bound<'_, PyAny>> = list.iter().collect();
+        return send_sequence(py, sr, &items);
+    }
+    if let Ok(tuple) = iterable.cast::<PyTuple>() {
+        let items: Vec<Bound<'_, PyAny>> = tuple.iter().collect();
+        return send_sequence(py, sr, &items);
+    }
+    if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
+        let started = sr.output().map_err(Failure::App)?.declared.is_some();
+        if started {
+            if let Some(file) = wrapper.borrow().real_file(py) {
+                let mut out = sr.output().map_err(Failure::App)?;
+                let mut block = blocking_wait(py);
+                let before = out.fd();
+                let result = out.send_file(file.fd, file.offset, file.len, &mut block);
+                drop(out);
+                let _ = before;
+                wrapper.borrow().advance(py, file.offset + file.len as i64);
+                return result.map_err(from_send);
+            }
+        }
+    }
+    let iter = iterable.try_iter().map_err(|_| {
+        Failure::App(pyo3::exceptions::PyTypeError::new_err(format!(
+            "the app returned {}, which is not iterable",
+            type_name(iterable)
+        )))
+    })?;
+    for item in iter {
+        let item = item.map_err(Failure::App)?;
+        let bytes = as_bytes(&item)?;
+        let mut out = sr.output().map_err(Failure::App)?;
+        let mut block = blocking_wait(py);
+        out.send(&[bytes.as_bytes()], false, &mut block)
+            .map_err(from_send)?;
+    }
+    let mut out = sr.output().map_err(Failure::App)?;
+    let mut block = blocking_wait(py);
+    out.finish(&mut block).map_err(from_send)
+}
+
+fn call_close(py: Python<'_>, iterable: &Bound<'_, PyAny>, loggers: &Loggers, request: &str) {
+    if iterable.is_instance_of::<PyList>() || iterable.is_instance_of::<PyTuple>() {
+        return;
+    }
+    match iterable.getattr(pyo3::intern!(py, "close")) {
+        Ok(close) => {
+            if let Err(e) = close.call0() {
+                loggers.exception(
+                    py,
+                    &format!("Error closing the app's iterable for {request}"),
+                    &e,
+                );
+            }
+        }
+        Err(_) => {}
+    }
+}
+
+/// Replaces an unsent response with a plain 500.
+fn send_500(py: Python<'_>, sr: &StartResponse) {
+    let Ok(mut out) = sr.output() else { return };
+    if out.headers_sent {
+        out.must_close = true;
+        return;
+    }
+    out.must_close = true;
+    out.declared = Some(Declared {
+        status: b"500 Internal Server Error".to_vec(),
+        code: 500,
+        headers: b"Content-Type: text/plain; charset=utf-8\r\n".to_vec(),
+        content_length: None,
+        close: true,
+    });
+    let mut block = blocking_wait(py);
+    let _ = out.send(&[ERROR_BODY], true, &mut block);
+}
+
+/// Calls `app(environ, start_response)` and sends the response.
+pub fn run(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    environ: Bound<'_, PyDict>,
+    sr: &Bound<'_, StartResponse>,
+    loggers: &Loggers,
+    request: &str,
+) -> Outcome {
+    let srr = sr.borrow();
+    let result = app.call1((environ, sr));
+    let failure = match &result {
+        Err(e) => Some(Failure::App(e.clone_ref(py))),
+        Ok(iterable) => {
+            let sent = send_iterable(py, &srr, iterable);
+            call_close(py, iterable, loggers, request);
+            sent.err()
+        }
+    };
+    match failure {
+        None => {}
+        Some(Failure::App(e)) => {
+            loggers.exception(py, &format!("Error handling request {request}"), &e);
+            send_500(py, &srr);
+        }
+        Some(Failure::Client(e)) => {
+            loggers.log(
+                py,
+                "debug",
+                &format!("Client went away during {request}: {e}"),
+            );
+            if let Ok(mut out) = srr.output() {
+                out.must_close = true;
+            }
+        }
+    }
+    let Ok(mut out) = srr.output() else {
+        return Outcome {
+            keep_alive: false,
+            status: 500,
+            bytes: 0,
+        };
+    };
+    if out.truncated {
+        loggers.log(
+            py,
+            "warning",
+            &format!(
+                "{request}: the app sent more than its Content-Length; the body was truncated"
+            ),
+        );
+    }
+    if out.finished && out.must_close && out.code() != 500 {
+        // Content-Length too short is logged where it is detected (send): nothing more.
+    }
+    let outcome = Outcome {
+        keep_alive: out.keep_alive() && out.finished,
+        status: out.code(),
+        bytes: out.bytes_written,
+    };
+    out.detach();
+    outcome
+}

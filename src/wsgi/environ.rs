@@ -1,0 +1,250 @@
+//! Building the WSGI `environ` dict (PEP 3333 §environ Variables) from a parsed head.
+//!
+//! The constant keys live in a prebuilt template dict per listening socket, copied
+//! per request; keys are interned Python strings, and header names are converted to
+//! `HTTP_*` keys once and cached.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use pyo3::{ffi, intern};
+
+use crate::http::head::Head;
+use crate::http::percent;
+use crate::net::listener::Listener;
+
+/// Settings that shape every environ.
+pub struct EnvironConfig<'a> {
+    pub root_path: &'a str,
+    pub multithread: bool,
+    pub multiprocess: bool,
+    pub url_scheme: &'a str,
+    pub errors: &'a Bound<'a, PyAny>,
+    pub file_wrapper: &'a Bound<'a, PyAny>,
+}
+
+/// Per-listener templates of the constant environ keys.
+pub struct EnvironBuilder {
+    templates: Vec<Py<PyDict>>,
+    root_path: Vec<u8>,
+}
+
+/// Decodes bytes as latin-1 into a Python str (PEP 3333's "bytes as str").
+pub fn latin1_str<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+    // SAFETY: PyUnicode_DecodeLatin1 cannot fail for any input except memory errors,
+    // in which case we fall back to a lossless-for-ASCII conversion.
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeLatin1(
+            b.as_ptr().cast(),
+            b.len() as ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        if ptr.is_null() {
+            let _ = PyErr::take(py);
+            return PyString::new(py, &String::from_utf8_lossy(b));
+        }
+        Bound::from_owned_ptr(py, ptr).cast_into_unchecked()
+    }
+}
+
+thread_local! {
+    static HEADER_KEYS: RefCell<HashMap<Box<[u8]>, Py<PyString>>> = RefCell::new(HashMap::new());
+}
+
+const HEADER_KEY_CACHE: usize = 512;
+
+/// The environ key for a header name, or `None` if the header is dropped.
+fn header_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
+    if name.contains(&b'_') {
+        // Dropped like nginx and gunicorn do: `X_Forwarded_For` must not be able to
+        // pose as `X-Forwarded-For` once both become HTTP_X_FORWARDED_FOR.
+        return None;
+    }
+    if let Some(k) = HEADER_KEYS.with(|c| c.borrow().get(name).map(|k| k.clone_ref(py))) {
+        return Some(k.into_bound(py));
+    }
+    let key = if name.eq_ignore_ascii_case(b"content-type") {
+        "CONTENT_TYPE".to_string()
+    } else if name.eq_ignore_ascii_case(b"content-length") {
+        "CONTENT_LENGTH".to_string()
+    } else {
+        let mut k = String::with_capacity(name.len() + 5);
+        k.push_str("HTTP_");
+        for &b in name {
+            k.push(if b == b'-' {
+                '_'
+            } else {
+                b.to_ascii_uppercase() as char
+            });
+        }
+        k
+    };
+    let key = PyString::intern(py, &key);
+    HEADER_KEYS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() < HEADER_KEY_CACHE {
+            c.insert(name.into(), key.clone().unbind());
+        }
+    });
+    Some(key)
+}
+
+fn method_str<'py>(py: Python<'py>, m: &str) -> Bound<'py, PyString> {
+    match m {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        "PUT" => intern!(py, "PUT").clone(),
+        "DELETE" => intern!(py, "DELETE").clone(),
+        _ => PyString::new(py, m),
+    }
+}
+
+/// The host part of a Host header value (`name`, `name:port`, `[v6]:port`).
+fn host_name(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match memchr::memchr(b']', host) {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match memchr::memrchr(b':', host) {
+        Some(i) => &host[..i],
+        None => host,
+    }
+}
+
+impl EnvironBuilder {
+    pub fn new(
+        py: Python<'_>,
+        listeners: &[Listener],
+        cfg: &EnvironConfig<'_>,
+    ) -> PyResult<EnvironBuilder> {
+        let mut templates = Vec::with_capacity(listeners.len());
+        for l in listeners {
+            let d = PyDict::new(py);
+            d.set_item(
+                intern!(py, "SERVER_SOFTWARE"),
+                concat!("ferrule/", env!("CARGO_PKG_VERSION")),
+            )?;
+            d.set_item(intern!(py, "SCRIPT_NAME"), cfg.root_path)?;
+            d.set_item(intern!(py, "SERVER_NAME"), &l.server_name)?;
+            d.set_item(intern!(py, "SERVER_PORT"), &l.server_port)?;
+            d.set_item(intern!(py, "wsgi.version"), (1, 0))?;
+            d.set_item(intern!(py, "wsgi.url_scheme"), cfg.url_scheme)?;
+            d.set_item(intern!(py, "wsgi.errors"), cfg.errors)?;
+            d.set_item(intern!(py, "wsgi.multithread"), cfg.multithread)?;
+            d.set_item(intern!(py, "wsgi.multiprocess"), cfg.multiprocess)?;
+            d.set_item(intern!(py, "wsgi.run_once"), false)?;
+            d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+            d.set_item(intern!(py, "wsgi.file_wrapper"), cfg.file_wrapper)?;
+            templates.push(d.unbind());
+        }
+        Ok(EnvironBuilder {
+            templates,
+            root_path: cfg.root_path.as_bytes().to_vec(),
+        })
+    }
+
+    /// Builds the environ for one request (without `wsgi.input`).
+    pub fn build<'py>(
+        &self,
+        py: Python<'py>,
+        listener: usize,
+        head: &Head<'_, '_>,
+        remote_addr: &Bound<'py, PyString>,
+        remote_port: &Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let template = self
+            .templates
+            .get(listener)
+            .or_else(|| self.templates.first())
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no listener"))?;
+        let env = template.bind(py).copy()?;
+
+        env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, head.method))?;
+        env.set_item(
+            intern!(py, "SERVER_PROTOCOL"),
+            if head.http11 {
+                intern!(py, "HTTP/1.1")
+            } else {
+                intern!(py, "HTTP/1.0")
+            },
+        )?;
+        env.set_item(intern!(py, "REMOTE_ADDR"), remote_addr)?;
+        env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
+
+        let target = head.target.as_bytes();
+        let raw = PyString::new(py, head.target);
+        env.set_item(intern!(py, "REQUEST_URI"), &raw)?;
+        env.set_item(intern!(py, "RAW_URI"), &raw)?;
+        let target = match memchr::memchr(b'#', target) {
+            Some(i) => &target[..i],
+            None => target,
+        };
+        let (mut path, query) = match memchr::memchr(b'?', target) {
+            Some(i) => (&target[..i], &target[i + 1..]),
+            None => (target, &b""[..]),
+        };
+        // absolute-form (RFC 9112 §3.2.2): keep only the path.
+        if path.len() > 7
+            && (path[..7].eq_ignore_ascii_case(b"http://") || path.starts_with(b"https://"))
+        {
+            let after = &path[path.iter().position(|&b| b == b':').unwrap_or(0) + 3..];
+            path = match memchr::memchr(b'/', after) {
+                Some(i) => &after[i..],
+                None => b"/",
+            };
+        }
+        let decoded = percent::decode(path);
+        let mut path: &[u8] = decoded.as_deref().unwrap_or(path);
+        if !self.root_path.is_empty()
+            && path.starts_with(&self.root_path)
+            && matches!(path.get(self.root_path.len()), None | Some(b'/'))
+        {
+            path = &path[self.root_path.len()..];
+        }
+        env.set_item(intern!(py, "PATH_INFO"), latin1_str(py, path))?;
+        env.set_item(intern!(py, "QUERY_STRING"), latin1_str(py, query))?;
+        if let Some(host) = head.host {
+            let name = host_name(host);
+            if !name.is_empty() {
+                env.set_item(intern!(py, "SERVER_NAME"), latin1_str(py, name))?;
+            }
+        }
+
+        for h in head.headers {
+            let Some(key) = header_key(py, h.name.as_bytes()) else {
+                continue;
+            };
+            let value = latin1_str(py, h.value);
+            match env.get_item(&key)? {
+                Some(prev) => {
+                    let joined = format!(
+                        "{}, {}",
+                        prev.cast::<PyString>()?.to_cow()?,
+                        value.to_cow()?
+                    );
+                    env.set_item(&key, joined)?;
+                }
+                None => env.set_item(&key, value)?,
+            }
+        }
+        Ok(env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name(b"example.com"), b"example.com");
+        assert_eq!(host_name(b"example.com:8080"), b"example.com");
+        assert_eq!(host_name(b"[::1]:8080"), b"[::1]");
+        assert_eq!(host_name(b"[::1]"), b"[::1]");
+    }
+}

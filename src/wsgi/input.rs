@@ -1,0 +1,423 @@
+//! `wsgi.input`: the request body, streamed from the socket on demand.
+//!
+//! Bytes already buffered come first; after that each read blocks (with the GIL
+//! released) until the client sends more, so a 1 GiB upload never sits in memory.
+//! Reads past the body return `b""` (`wsgi.input_terminated` is set).
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyIOError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::http::chunked::ChunkedDecoder;
+use crate::net::socket::{self, Interest};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+enum Body {
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+    Done,
+}
+
+/// The body state of one request, shared between Rust and the `InputStream`.
+pub struct BodyReader {
+    fd: RawFd,
+    /// Bytes read from the socket; `buf[pos..]` is not consumed yet. It may hold the
+    /// next pipelined request after the body.
+    buf: Vec<u8>,
+    pos: usize,
+    body: Body,
+    /// Decoded bytes waiting to be returned (used by readline and chunked reads).
+    pending: Vec<u8>,
+    send_continue: bool,
+    timeout: Duration,
+    /// Set when the body could not be read to its end (bad framing, timeout, EOF).
+    pub failed: Option<String>,
+}
+
+impl BodyReader {
+    /// A reader over `buf[pos..]` followed by the socket.
+    pub fn new(
+        fd: RawFd,
+        buf: Vec<u8>,
+        pos: usize,
+        framing: crate::http::head::Framing,
+        limits: &crate::http::head::Limits,
+        expect_continue: bool,
+        timeout: Duration,
+    ) -> BodyReader {
+        use crate::http::head::Framing;
+        let body = match framing {
+            Framing::Empty => Body::Done,
+            Framing::Length(n) => Body::Length(n),
+            Framing::Chunked => Body::Chunked(Box::new(ChunkedDecoder::new(
+                limits.body,
+                limits.field_size * limits.fields.max(1),
+                limits.field_size,
+            ))),
+        };
+        BodyReader {
+            fd,
+            buf,
+            pos,
+            send_continue: expect_continue && !matches!(body, Body::Done),
+            body,
+            pending: Vec::new(),
+            timeout,
+            failed: None,
+        }
+    }
+
+    /// Whether the whole body has been consumed from the connection.
+    pub fn is_done(&self) -> bool {
+        matches!(self.body, Body::Done)
+    }
+
+    /// Whether the client is still waiting for `100 Continue` (it has sent no body).
+    pub fn continue_pending(&self) -> bool {
+        self.send_continue
+    }
+
+    /// Body bytes still expected, when known.
+    pub fn remaining_hint(&self) -> Option<u64> {
+        match &self.body {
+            Body::Length(n) => Some(*n),
+            Body::Done => Some(0),
+            Body::Chunked(_) => None,
+        }
+    }
+
+    /// Gives back the connection's buffer (what follows the body) once the exchange ends.
+    pub fn into_buffer(mut self) -> (Vec<u8>, usize) {
+        let buf = std::mem::take(&mut self.buf);
+        (buf, self.pos)
+    }
+
+    fn fail(&mut self, msg: String) -> io::Error {
+        self.failed = Some(msg.clone());
+        self.body = Body::Done;
+        io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
+
+    /// Reads more bytes from the socket into `buf`, waiting via `block` when none are
+    /// ready. Returns false at EOF.
+    fn fill(
+        &mut self,
+        block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+    ) -> io::Result<bool> {
+        if self.fd < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "request is over",
+            ));
+        }
+        if self.send_continue {
+            self.send_continue = false;
+            let fd = self.fd;
+            let mut wait = |_: RawFd, d: Instant| socket::wait(fd, Interest::Write, Some(d));
+            socket::write_all_vectored(
+                fd,
+                &[b"HTTP/1.1 100 Continue\r\n\r\n"],
+                self.timeout,
+                &mut wait,
+            )?;
+        }
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let len = self.buf.len();
+            self.buf.reserve(READ_CHUNK);
+            let spare = self.buf.capacity() - len;
+            self.buf.resize(len + spare, 0);
+            let r = socket::read(self.fd, &mut self.buf[len..]);
+            match r {
+                Ok(n) => {
+                    self.buf.truncate(len + n);
+                    return Ok(n > 0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buf.truncate(len);
+                    block(self.fd, deadline)?;
+                }
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Moves up to `want` decoded body bytes into `pending`. Returns false at the end
+    /// of the body.
+    fn decode_more(
+        &mut self,
+        want: usize,
+        block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+    ) -> io::Result<bool> {
+        loop {
+            match &mut self.body {
+                Body::Done => return Ok(false),
+                Body::Length(left) => {
+                    if self.pos < self.buf.len() {
+                        let n = (*left)
+                            .min((self.buf.len() - self.pos) as u64)
+                            .min(want as u64) as usize;
+                        self.pending
+                            .extend_from_slice(&self.buf[self.pos..self.pos + n]);
+                        self.pos += n;
+                        *left -= n as u64;
+                        if *left == 0 {
+                            self.body = Body::Done;
+                        }
+                        return Ok(true);
+                    }
+                }
+                Body::Chunked(dec) => {
+                    if self.pos < self.buf.len() {
+                        let input = &self.buf[self.pos..];
+                        let input = &input[..input.len().min(want.max(1) + 64)];
+                        match dec.step(input) {
+                            Ok((used, data)) => {
+                                if let Some(r) = data {
+                                    self.pending.extend_from_slice(&input[r]);
+                                }
+                                self.pos += used;
+                                if dec.is_done() {
+                                    self.body = Body::Done;
+                                }
+                                if used > 0 {
+                                    return Ok(true);
+                                }
+                            }
+                            Err(e) => return Err(self.fail(format!("bad chunked body: {e}"))),
+                        }
+                    }
+                }
+            }
+            match self.fill(block) {
+                Ok(true) => {}
+                Ok(false) => return Err(self.fail("client closed the connection mid-body".into())),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(self.fail("timed out reading the request body".into()))
+                }
+                Err(e) => return Err(self.fail(format!("error reading the request body: {e}"))),
+            }
+        }
+    }
+
+    /// Reads up to `size` bytes (all when `None`): blocks until that many or the end.
+    pub fn read(
+        &mut self,
+        size: Option<usize>,
+        block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+    ) -> io::Result<Vec<u8>> {
+        let size = size.unwrap_or(usize::MAX);
+        while self.pending.len() < size {
+            let want = (size - self.pending.len()).min(READ_CHUNK * 4);
+            if !self.decode_more(want, block)? {
+                break;
+            }
+        }
+        let n = size.min(self.pending.len());
+        if n == self.pending.len() {
+            return Ok(std::mem::take(&mut self.pending));
+        }
+        let rest = self.pending.split_off(n);
+        Ok(std::mem::replace(&mut self.pending, rest))
+    }
+
+    /// Reads one line (through `\n`), at most `limit` bytes.
+    pub fn readline(
+        &mut self,
+        limit: Option<usize>,
+        block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+    ) -> io::Result<Vec<u8>> {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut scanned = 0;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.pending[scanned..]) {
+                let end = (scanned + i + 1).min(limit);
+                let rest = self.pending.split_off(end);
+                return Ok(std::mem::replace(&mut self.pending, rest));
+            }
+            if self.pending.len() >= limit {
+                let rest = self.pending.split_off(limit);
+                return Ok(std::mem::replace(&mut self.pending, rest));
+            }
+            scanned = self.pending.len();
+            if !self.decode_more(READ_CHUNK, block)? {
+                return Ok(std::mem::take(&mut self.pending));
+            }
+        }
+    }
+
+    /// Reads and discards what is left of the body, up to `max` bytes, so the
+    /// connection can carry another request. Returns false if it could not.
+    pub fn drain(
+        &mut self,
+        max: u64,
+        block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+    ) -> bool {
+        let mut seen = 0u64;
+        while !self.is_done() {
+            if self.failed.is_some() || seen > max {
+                return false;
+            }
+            self.pending.clear();
+            match self.decode_more(READ_CHUNK, block) {
+                Ok(true) => seen += self.pending.len() as u64,
+                Ok(false) => break,
+                Err(_) => return false,
+            }
+        }
+        self.pending.clear();
+        self.failed.is_none()
+    }
+
+    /// Detaches from the socket: later reads by a lingering app raise.
+    pub fn detach(&mut self) {
+        self.fd = -1;
+    }
+}
+
+/// Releases the GIL while waiting for the socket to become readable.
+pub fn blocking_wait(py: Python<'_>) -> impl FnMut(RawFd, Instant) -> io::Result<()> + '_ {
+    move |fd, deadline| py.detach(|| socket::wait(fd, Interest::Read, Some(deadline)))
+}
+
+/// `wsgi.input`: a file-like view of the request body.
+#[pyclass(module = "ferrule._ferrule")]
+pub struct InputStream {
+    reader: Mutex<Option<BodyReader>>,
+}
+
+impl InputStream {
+    pub fn new(reader: BodyReader) -> InputStream {
+        InputStream {
+            reader: Mutex::new(Some(reader)),
+        }
+    }
+
+    /// An input with no body.
+    pub fn empty() -> InputStream {
+        InputStream {
+            reader: Mutex::new(None),
+        }
+    }
+
+    /// Takes the reader back at the end of the exchange.
+    pub fn take(&self) -> Option<BodyReader> {
+        match self.reader.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+
+    fn with<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(
+            &mut BodyReader,
+            &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+        ) -> io::Result<R>,
+        empty: R,
+    ) -> PyResult<R> {
+        let mut guard = self
+            .reader
+            .try_lock()
+            .map_err(|_| PyRuntimeError::new_err("wsgi.input is being read by another thread"))?;
+        let Some(reader) = guard.as_mut() else {
+            return Ok(empty);
+        };
+        let mut block = blocking_wait(py);
+        f(reader, &mut block).map_err(|e| PyIOError::new_err(e.to_string()))
+    }
+}
+
+fn size_arg(size: Option<isize>) -> Option<usize> {
+    match size {
+        Some(n) if n >= 0 => Some(n as usize),
+        _ => None,
+    }
+}
+
+#[pymethods]
+impl InputStream {
+    #[pyo3(signature = (size=-1))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let data = self.with(py, |r, b| r.read(size_arg(size), b), Vec::new())?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (size=-1))]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let data = self.with(py, |r, b| r.readline(size_arg(size), b), Vec::new())?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    #[pyo3(signature = (hint=-1))]
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
+        let hint = size_arg(hint).filter(|h| *h > 0);
+        let lines = self.with(
+            py,
+            |r, b| {
+                let mut lines = Vec::new();
+                let mut total = 0;
+                loop {
+                    let line = r.readline(None, b)?;
+                    if line.is_empty() {
+                        break;
+                    }
+                    total += line.len();
+                    lines.push(line);
+                    if hint.is_some_and(|h| total >= h) {
+                        break;
+                    }
+                }
+                Ok(lines)
+            },
+            Vec::new(),
+        )?;
+        PyList::new(py, lines.iter().map(|l| PyBytes::new(py, l)))
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.readline(py, None)?;
+        Ok(if line.as_bytes().is_empty() {
+            None
+        } else {
+            Some(line)
+        })
+    }
+
+    /// Input streams are not seekable or writable; these exist for file-like duck typing.
+    fn readable(&self) -> bool {
+        true
+    }
+
+    fn close(&self) {}
+
+    #[getter]
+    fn closed(&self) -> bool {
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        "<ferrule InputStream>".to_string()
+    }
+}

@@ -1,0 +1,326 @@
+//! The response writer: sends the head and body with the right framing, enforces
+//! the app's Content-Length, and decides whether the connection can be kept.
+//!
+//! One `writev` carries the head and the first body chunk together.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use crate::http::date;
+use crate::http::response::{chunk_size_line, status_has_no_body, write_head, BodyFraming};
+use crate::net::socket::{self, Interest};
+
+/// What the app declared through `start_response`.
+#[derive(Debug, Default)]
+pub struct Declared {
+    /// The status line, e.g. `200 OK`.
+    pub status: Vec<u8>,
+    pub code: u16,
+    /// Encoded `Name: value\r\n` lines (hop-by-hop headers removed).
+    pub headers: Vec<u8>,
+    pub content_length: Option<u64>,
+    /// The app asked for `Connection: close`.
+    pub close: bool,
+}
+
+/// Response state for one exchange.
+pub struct Output {
+    fd: RawFd,
+    http11: bool,
+    head_only: bool,
+    pub declared: Option<Declared>,
+    pub headers_sent: bool,
+    framing: BodyFraming,
+    /// Body bytes passed on (or, for HEAD, that would have been).
+    body_sent: u64,
+    /// Bytes written to the socket in all.
+    pub bytes_written: u64,
+    /// The connection cannot carry another request after this one.
+    pub must_close: bool,
+    /// The app's body was longer than its Content-Length (truncated).
+    pub truncated: bool,
+    pub finished: bool,
+    timeout: Duration,
+    head: Vec<u8>,
+}
+
+/// Why a send failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// The client went away or stopped reading.
+    Io(io::Error),
+    /// Body bytes before `start_response` was called.
+    NotStarted,
+}
+
+impl From<io::Error> for SendError {
+    fn from(e: io::Error) -> Self {
+        SendError::Io(e)
+    }
+}
+
+pub type Block<'a> = dyn FnMut(RawFd, Instant) -> io::Result<()> + 'a;
+
+impl Output {
+    pub fn new(
+        fd: RawFd,
+        http11: bool,
+        head_only: bool,
+        client_keep_alive: bool,
+        timeout: Duration,
+    ) -> Output {
+        Output {
+            fd,
+            http11,
+            head_only,
+            declared: None,
+            headers_sent: false,
+            framing: BodyFraming::NoBody,
+            body_sent: 0,
+            bytes_written: 0,
+            must_close: !client_keep_alive,
+            truncated: false,
+            finished: false,
+            timeout,
+            head: Vec::new(),
+        }
+    }
+
+    /// The status code sent (or to be sent), 0 if none.
+    pub fn code(&self) -> u16 {
+        self.declared.as_ref().map_or(0, |d| d.code)
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Ends the exchange for a lingering app: later writes fail.
+    pub fn detach(&mut self) {
+        self.fd = -1;
+    }
+
+    /// Whether the connection may carry another request.
+    pub fn keep_alive(&self) -> bool {
+        !self.must_close
+    }
+
+    fn choose_framing(&mut self, complete_len: Option<u64>) -> BodyFraming {
+        let d = self.declared.as_ref();
+        let code = d.map_or(500, |d| d.code);
+        if status_has_no_body(code) {
+            return BodyFraming::NoBody;
+        }
+        if let Some(n) = d.and_then(|d| d.content_length) {
+            return BodyFraming::Length(n);
+        }
+        if let Some(n) = complete_len {
+            return BodyFraming::Length(n);
+        }
+        if self.http11 {
+            BodyFraming::Chunked
+        } else {
+            BodyFraming::Close
+        }
+    }
+
+    /// Sends body `chunks`; `last` means the body is complete after them.
+    pub fn send(
+        &mut self,
+        chunks: &[&[u8]],
+        last: bool,
+        block: &mut Block<'_>,
+    ) -> Result<(), SendError> {
+        if self.finished {
+            return Ok(());
+        }
+        if self.fd < 0 {
+            return Err(SendError::Io(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "response is over",
+            )));
+        }
+        let size: usize = chunks.iter().map(|c| c.len()).sum();
+        if !self.headers_sent {
+            if self.declared.is_none() {
+                return Err(SendError::NotStarted);
+            }
+            // PEP 3333: hold the head until the first non-empty chunk or the end.
+            if size == 0 && !last {
+                return Ok(());
+            }
+            self.prepare_head(if last { Some(size as u64) } else { None })?;
+        }
+
+        // Select what goes on the wire.
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() * 3 + 2);
+        let head = std::mem::take(&mut self.head);
+        if !head.is_empty() {
+            parts.push(&head);
+        }
+        let mut size_lines: Vec<[u8; 18]> = Vec::new();
+        let send_body = !self.head_only && self.framing != BodyFraming::NoBody;
+        match self.framing {
+            BodyFraming::Length(n) => {
+                for c in chunks {
+                    let room = n.saturating_sub(self.body_sent);
+                    let take = (c.len() as u64).min(room) as usize;
+                    if take < c.len() {
+                        self.truncated = true;
+                    }
+                    if take > 0 && send_body {
+                        parts.push(&c[..take]);
+                    }
+                    self.body_sent += take as u64;
+                }
+                if last && self.body_sent < n {
+                    // The app promised more than it gave: the message cannot end cleanly.
+                    self.must_close = true;
+                }
+            }
+            BodyFraming::Chunked => {
+                let nonempty = chunks.iter().filter(|c| !c.is_empty()).count();
+                size_lines.resize(nonempty, [0u8; 18]);
+                if send_body {
+                    let mut lines = size_lines.iter_mut();
+                    for c in chunks.iter().filter(|c| !c.is_empty()) {
+                        if let Some(line) = lines.next() {
+                            let len = chunk_size_line(c.len(), line).len();
+                            parts.push(&line[..len]);
+                            parts.push(c);
+                            parts.push(b"\r\n");
+                        }
+                    }
+                    if last {
+                        parts.push(b"0\r\n\r\n");
+                    }
+                }
+                self.body_sent += size as u64;
+            }
+            BodyFraming::Close => {
+                if send_body {
+                    parts.extend(chunks.iter().filter(|c| !c.is_empty()));
+                }
+                self.body_sent += size as u64;
+            }
+            BodyFraming::NoBody => {
+                self.body_sent += size as u64;
+            }
+        }
+        if last {
+            self.finished = true;
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return Ok(());
+        }
+        // Send in groups of up to 64 slices (writev's limit here).
+        for group in parts.chunks(64) {
+            socket::write_all_vectored(self.fd, group, self.timeout, block)?;
+        }
+        self.bytes_written += total as u64;
+        Ok(())
+    }
+
+    /// Ends the body (an empty body if nothing was sent yet).
+    pub fn finish(&mut self, block: &mut Block<'_>) -> Result<(), SendError> {
+        self.send(&[], true, block)
+    }
+
+    /// Sends `count` bytes of `file_fd` from `offset` with sendfile(2) as the body.
+    pub fn send_file(
+        &mut self,
+        file_fd: RawFd,
+        mut offset: i64,
+        count: u64,
+        block: &mut Block<'_>,
+    ) -> Result<(), SendError> {
+        // The head (and Content-Length) first; `last` with an exact size.
+        let declared_len = self.declared.as_ref().and_then(|d| d.content_length);
+        let count = declared_len.map_or(count, |n| n.min(count));
+        if !self.headers_sent {
+            if self.declared.is_none() {
+                return Err(SendError::NotStarted);
+            }
+            self.prepare_head(Some(count))?;
+            if let BodyFraming::Length(n) = self.framing {
+                if n > count {
+                    self.must_close = true;
+                }
+            }
+            let head = std::mem::take(&mut self.head);
+            socket::write_all_vectored(self.fd, &[&head], self.timeout, block)?;
+            self.bytes_written += head.len() as u64;
+        }
+        if self.head_only
+            || self.framing == BodyFraming::NoBody
+            || self.framing == BodyFraming::Chunked
+        {
+            // Chunked would need framing around sendfile; callers avoid it (they pass a
+            // length), so this only happens for HEAD/no-body statuses.
+            self.body_sent += count;
+            self.finished = true;
+            return Ok(());
+        }
+        let mut left = count;
+        let mut deadline: Option<Instant> = None;
+        while left > 0 {
+            match socket::sendfile(self.fd, file_fd, &mut offset, left.min(1 << 30) as usize) {
+                Ok(0) => {
+                    // The file is shorter than promised.
+                    self.must_close = true;
+                    break;
+                }
+                Ok(n) => {
+                    left -= n as u64;
+                    self.body_sent += n as u64;
+                    self.bytes_written += n as u64;
+                    deadline = None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let d = *deadline.get_or_insert_with(|| Instant::now() + self.timeout);
+                    block(self.fd, d)?;
+                }
+                Err(e) => return Err(SendError::Io(e)),
+            }
+        }
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Chooses the framing and encodes the head into `self.head`.
+    fn prepare_head(&mut self, complete_len: Option<u64>) -> Result<(), SendError> {
+        self.framing = self.choose_framing(complete_len);
+        let d = self.declared.as_ref().ok_or(SendError::NotStarted)?;
+        if d.close || self.framing == BodyFraming::Close {
+            self.must_close = true;
+        }
+        let connection: Option<&'static [u8]> = match (self.http11, self.must_close) {
+            (true, false) => None,
+            (_, true) => Some(b"close"),
+            (false, false) => Some(b"keep-alive"),
+        };
+        self.head.clear();
+        let app_gave_length = d.content_length.is_some();
+        let framing = self.framing;
+        date::with_now(|now| {
+            write_head(
+                &mut self.head,
+                &d.status,
+                &d.headers,
+                now,
+                framing,
+                app_gave_length,
+                connection,
+            )
+        });
+        self.headers_sent = true;
+        Ok(())
+    }
+}
+
+/// Releases the GIL while waiting for the socket to accept more bytes.
+pub fn blocking_wait(py: pyo3::Python<'_>) -> impl FnMut(RawFd, Instant) -> io::Result<()> + '_ {
+    move |fd, deadline| py.detach(|| socket::wait(fd, Interest::Write, Some(deadline)))
+}

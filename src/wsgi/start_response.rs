@@ -1,0 +1,192 @@
+//! `start_response` (PEP 3333 §The start_response() Callable) as a Rust class that
+//! owns the exchange's response [`Output`], and the `write()` callable it returns.
+
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use super::output::{blocking_wait, Declared, Output, SendError};
+use crate::http::response::{check_header, is_hop_by_hop, parse_status};
+
+/// Encodes a Python str as latin-1 (ISO-8859-1), as PEP 3333 requires for headers.
+pub fn latin1(s: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    let s = s
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a str, not {}", type_name(s))))?;
+    let text = s.to_cow()?;
+    let mut out = Vec::with_capacity(text.len());
+    for ch in text.chars() {
+        let c = ch as u32;
+        if c > 0xFF {
+            return Err(PyValueError::new_err(format!(
+                "{what} is not latin-1: {text:?}"
+            )));
+        }
+        out.push(c as u8);
+    }
+    Ok(out)
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// Validates and encodes `status` and `headers` from the app.
+fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Declared> {
+    let status_bytes = latin1(status, "status")?;
+    let code = parse_status(&status_bytes)
+        .map_err(|e| PyValueError::new_err(format!("invalid status {status_bytes:?}: {e}")))?;
+    let list = headers.cast::<PyList>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "headers must be a list, not {}",
+            type_name(headers)
+        ))
+    })?;
+    let mut d = Declared {
+        status: status_bytes,
+        code,
+        headers: Vec::with_capacity(list.len() * 32),
+        content_length: None,
+        close: false,
+    };
+    for item in list.iter() {
+        let pair = item.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "each header must be a (name, value) tuple, not {}",
+                type_name(&item)
+            ))
+        })?;
+        if pair.len() != 2 {
+            return Err(PyTypeError::new_err(
+                "each header must be a (name, value) tuple",
+            ));
+        }
+        let name = latin1(&pair.get_item(0)?, "header name")?;
+        let value = latin1(&pair.get_item(1)?, "header value")?;
+        check_header(&name, &value).map_err(|e| {
+            PyValueError::new_err(format!(
+                "{e}: {:?}: {:?}",
+                String::from_utf8_lossy(&name),
+                String::from_utf8_lossy(&value)
+            ))
+        })?;
+        if is_hop_by_hop(&name) {
+            // PEP 3333 leaves hop-by-hop headers to the server; honour `close` only.
+            if name.eq_ignore_ascii_case(b"connection")
+                && crate::http::head::list_elements(&value)
+                    .any(|v| v.eq_ignore_ascii_case(b"close"))
+            {
+                d.close = true;
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let v = value.trim_ascii();
+            if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+                return Err(PyValueError::new_err(format!(
+                    "invalid Content-Length {:?}",
+                    String::from_utf8_lossy(&value)
+                )));
+            }
+            let n = v.iter().fold(0u64, |a, b| a * 10 + u64::from(b - b'0'));
+            if d.content_length.is_some_and(|prev| prev != n) {
+                return Err(PyValueError::new_err("conflicting Content-Length headers"));
+            }
+            if d.content_length.is_some() {
+                continue;
+            }
+            d.content_length = Some(n);
+        }
+        d.headers.extend_from_slice(&name);
+        d.headers.extend_from_slice(b": ");
+        d.headers.extend_from_slice(&value);
+        d.headers.extend_from_slice(b"\r\n");
+    }
+    Ok(d)
+}
+
+/// The `start_response` callable handed to the app; it also owns the response state.
+#[pyclass(module = "ferrule._ferrule")]
+pub struct StartResponse {
+    output: Mutex<Output>,
+}
+
+impl StartResponse {
+    pub fn new(output: Output) -> StartResponse {
+        StartResponse {
+            output: Mutex::new(output),
+        }
+    }
+
+    /// Locks the output; a second thread using the same exchange gets an error.
+    pub fn output(&self) -> PyResult<MutexGuard<'_, Output>> {
+        self.output
+            .try_lock()
+            .map_err(|_| PyRuntimeError::new_err("this response is in use by another thread"))
+    }
+}
+
+/// Maps a send failure to the Python exception the app sees.
+pub fn send_error(e: SendError) -> PyErr {
+    match e {
+        SendError::NotStarted => {
+            PyRuntimeError::new_err("body data before start_response() was called")
+        }
+        SendError::Io(e) => pyo3::exceptions::PyOSError::new_err(format!("client connection: {e}")),
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.borrow();
+        let mut out = this.output()?;
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        match exc_info {
+            Some(info) => {
+                if out.headers_sent {
+                    // PEP 3333: too late to change the response; re-raise the app's error.
+                    let value = info.get_item(1)?;
+                    let tb = info.get_item(2)?;
+                    let err = PyErr::from_value(value);
+                    if !tb.is_none() {
+                        err.set_traceback(slf.py(), Some(tb.cast_into()?));
+                    }
+                    return Err(err);
+                }
+            }
+            None => {
+                if out.declared.is_some() {
+                    return Err(PyRuntimeError::new_err(
+                        "start_response() called a second time without exc_info",
+                    ));
+                }
+            }
+        }
+        out.declared = Some(declare(status, headers)?);
+        drop(out);
+        slf.getattr(pyo3::intern!(slf.py(), "write"))
+    }
+
+    /// The `write()` callable of PEP 3333 (for legacy apps): sends `data` at once.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = data.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data)))
+        })?;
+        let mut out = self.output()?;
+        let mut block = blocking_wait(py);
+        out.send(&[bytes.as_bytes()], false, &mut block)
+            .map_err(send_error)
+    }
+}

@@ -6,9 +6,9 @@ STAMP := $(VENV)/.deps-stamp
 export PYO3_PYTHON := $(abspath $(VPY))
 PYLIBDIR = $(shell $(VPY) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
 
-.PHONY: test venv develop fmt clippy cargo-test ruff stubtest docs-check pytest bench-smoke clean
+.PHONY: test venv develop fmt clippy cargo-test ruff stubtest docs-check pytest clean
 
-test: venv fmt clippy cargo-test develop ruff stubtest docs-check pytest bench-smoke
+test: venv fmt clippy cargo-test develop ruff stubtest docs-check pytest
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -32,20 +32,17 @@ cargo-test: venv
 	LD_LIBRARY_PATH=$(PYLIBDIR) cargo test
 
 ruff: venv
-	$(VENV)/bin/ruff check python tests examples bench scripts
-	$(VENV)/bin/ruff format --check python tests examples bench scripts
+	$(VENV)/bin/ruff check python tests examples scripts
+	$(VENV)/bin/ruff format --check python tests examples scripts
 
 stubtest: develop
-	$(VPY) -m mypy.stubtest ferrule._ferrule --allowlist scripts/stubtest-allowlist.txt
+	$(VPY) -m mypy.stubtest ferrule._ferrule
 
 docs-check: develop
 	$(VPY) scripts/gen_settings_doc.py --check
 
 pytest: develop
 	$(VPY) -m pytest -q
-
-bench-smoke: develop
-	@echo "bench smoke: not yet"
 
 clean:
 	rm -rf $(VENV) target

@@ -116,8 +116,13 @@ def start_server(tmp_path):
     """
     started: list[ServerProcess] = []
 
-    def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-              ready: bool = True, bind: bool = True) -> ServerProcess:
+    def start(
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        bind: bool = True,
+    ) -> ServerProcess:
         argv = list(args)
         if bind:
             argv = ["--bind", "127.0.0.1:0", *argv]

@@ -235,7 +235,8 @@ fn prepare<'py>(
         framing: h.framing,
         head_only: h.method == "HEAD",
         http11: h.http11,
-        keep_alive: h.keep_alive,
+        // keep_alive = 0 means one request per connection.
+        keep_alive: h.keep_alive && !shared.cfg.keep_alive.is_zero(),
         expect_continue: h.expect_continue,
         head_len: h.len,
     })

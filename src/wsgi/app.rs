@@ -89,10 +89,8 @@ fn send_iterable(
             if let Some(file) = wrapper.borrow().real_file(py) {
                 let mut out = sr.output().map_err(Failure::App)?;
                 let mut block = blocking_wait(py);
-                let before = out.fd();
                 let result = out.send_file(file.fd, file.offset, file.len, &mut block);
                 drop(out);
-                let _ = before;
                 wrapper.borrow().advance(py, file.offset + file.len as i64);
                 return result.map_err(from_send);
             }
@@ -121,17 +119,14 @@ fn call_close(py: Python<'_>, iterable: &Bound<'_, PyAny>, loggers: &Loggers, re
     if iterable.is_instance_of::<PyList>() || iterable.is_instance_of::<PyTuple>() {
         return;
     }
-    match iterable.getattr(pyo3::intern!(py, "close")) {
-        Ok(close) => {
-            if let Err(e) = close.call0() {
-                loggers.exception(
-                    py,
-                    &format!("Error closing the app's iterable for {request}"),
-                    &e,
-                );
-            }
+    if let Ok(close) = iterable.getattr(pyo3::intern!(py, "close")) {
+        if let Err(e) = close.call0() {
+            loggers.exception(
+                py,
+                &format!("Error closing the app's iterable for {request}"),
+                &e,
+            );
         }
-        Err(_) => {}
     }
 }
 
@@ -206,8 +201,14 @@ pub fn run(
             ),
         );
     }
-    if out.finished && out.must_close && out.code() != 500 {
-        // Content-Length too short is logged where it is detected (send): nothing more.
+    if out.short {
+        loggers.log(
+            py,
+            "warning",
+            &format!(
+                "{request}: the app sent less than its Content-Length; closing the connection"
+            ),
+        );
     }
     let outcome = Outcome {
         keep_alive: out.keep_alive() && out.finished,

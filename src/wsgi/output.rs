@@ -40,6 +40,8 @@ pub struct Output {
     pub must_close: bool,
     /// The app's body was longer than its Content-Length (truncated).
     pub truncated: bool,
+    /// The app's body was shorter than its Content-Length.
+    pub short: bool,
     pub finished: bool,
     timeout: Duration,
     head: Vec<u8>,
@@ -81,6 +83,7 @@ impl Output {
             bytes_written: 0,
             must_close: !client_keep_alive,
             truncated: false,
+            short: false,
             finished: false,
             timeout,
             head: Vec::new(),
@@ -174,9 +177,10 @@ impl Output {
                     }
                     self.body_sent += take as u64;
                 }
-                if last && self.body_sent < n {
+                if last && self.body_sent < n && !self.head_only {
                     // The app promised more than it gave: the message cannot end cleanly.
                     self.must_close = true;
+                    self.short = true;
                 }
             }
             BodyFraming::Chunked => {

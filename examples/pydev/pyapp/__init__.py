@@ -1,0 +1,1 @@
+"""An application built on the PyDev framework: views, settings, and the WSGI module."""

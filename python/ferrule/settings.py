@@ -1,0 +1,606 @@
+"""Every ferrule setting, declared once.
+
+The command line (``cli.py``), config files (``config.py``), ``serve(**kwargs)``
+(``server.py``) and ``docs/settings.md`` (``scripts/gen_settings_doc.py``) are all built from
+the ``SETTINGS`` list below. To add a setting, add one ``Setting(...)`` here; if the Rust core
+must see it, mark it ``core=True`` (and teach the core to read that key).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ferrule import loader, sockets
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# Hard ceilings for the request-head limits; a limit of 0 means "use the ceiling".
+MAX_REQUEST_LINE = 65536
+MAX_REQUEST_FIELDS = 32768
+MAX_REQUEST_FIELD_SIZE = 65536
+
+
+class SettingError(ValueError):
+    """A setting has a bad value, an unknown name, or conflicts with another setting.
+
+    The message names the option the way the user wrote it (``--threads``, a config key
+    with its file, or a ``serve()`` keyword).
+    """
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The one declaration of a setting: name, flags, validation, default and docs."""
+
+    name: str
+    section: str
+    validator: Callable[[Any], Any]
+    default: Any
+    help: str
+    """One sentence, shown by ``--help`` and as the first line in the docs."""
+    doc: str = ""
+    """More detail for docs/settings.md (Markdown)."""
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+    action: str = "store"
+    """How the CLI takes it: ``store``, ``append`` (repeatable), ``bool`` (--x/--no-x) or
+    ``positional``."""
+    config_aliases: tuple[str, ...] = ()
+    """More config-file keys meaning this setting (besides its name, dashes or underscores)."""
+    seed_key: str | None = None
+    """The key the seed server's YAML config used for this setting (YAML files only)."""
+    in_config: bool = True
+    in_serve: bool = True
+    core: bool = False
+    """Passed to the Rust core in the ``config`` dict of ``_ferrule.Server``."""
+    default_doc: str | None = None
+    """How the default is shown in the docs when ``repr`` of it would not be clear."""
+
+    @property
+    def cli_name(self) -> str:
+        """The option as written on the command line (``--threads`` or ``TARGET``)."""
+        if self.action == "positional":
+            return self.metavar or self.name.upper()
+        return self.flags[-1] if self.flags else ""
+
+    def config_keys(self) -> tuple[str, ...]:
+        """Config-file keys for this setting, in canonical (underscore) form."""
+        if not self.in_config:
+            return ()
+        return (self.name, *self.config_aliases)
+
+
+# --- validators: take a raw value (str from the CLI, or a TOML/YAML/Python value), return the
+# normalized value, or raise ValueError with a message that does not repeat the setting name.
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
+
+
+def integer(lo: int, hi: int | None = None, zero_means: int | None = None) -> Callable[[Any], int]:
+    def validate(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {_describe(value)}")
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip(), 10)
+            except ValueError:
+                raise ValueError(f"expected an integer, got {value!r}") from None
+        else:
+            raise ValueError(f"expected an integer, got {_describe(value)}")
+        if number < lo or (hi is not None and number > hi):
+            bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ValueError(f"must be {bounds}, got {number}")
+        if number == 0 and zero_means is not None:
+            return zero_means
+        return number
+
+    return validate
+
+
+def seconds(allow_zero: bool) -> Callable[[Any], float]:
+    def validate(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"expected a number of seconds, got {_describe(value)}")
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {value!r}") from None
+        if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+            bound = "0 or more" if allow_zero else "more than 0"
+            raise ValueError(f"must be {bound} seconds, got {value!r}")
+        return number
+
+    return validate
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false, got {_describe(value)}")
+
+
+def choice(*choices: str) -> Callable[[Any], str]:
+    def validate(value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise ValueError(f"expected one of {', '.join(choices)}; got {_describe(value)}")
+
+    return validate
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_describe(value)}")
+    return value
+
+
+def optional_path(value: Any) -> str | None:
+    if value is None:
+        return None
+    path = string(value)
+    if not path:
+        raise ValueError("expected a path, got an empty string")
+    return path
+
+
+def directory(value: Any) -> str | None:
+    path = optional_path(value)
+    if path is not None and not os.path.isdir(path):
+        raise ValueError(f"{path!r} is not a directory")
+    return path
+
+
+def _string_list(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(f"expected {what} or a list of them, got {_describe(value)}")
+
+
+def bind_list(value: Any) -> tuple[str, ...]:
+    specs = _string_list(value, "an address")
+    if not specs:
+        raise ValueError("expected at least one address")
+    return tuple(str(sockets.parse_bind(spec)) for spec in specs)
+
+
+def path_list(value: Any) -> tuple[str, ...]:
+    """Comma-separated string, or a list of paths."""
+    parts: list[str] = []
+    for item in _string_list(value, "a comma-separated string of directories"):
+        parts.extend(p.strip() for p in item.split(","))
+    return tuple(p for p in parts if p)
+
+
+def root_path(value: Any) -> str:
+    path = string(value).strip()
+    if path and not path.startswith("/"):
+        raise ValueError(f"must be empty or start with '/', got {value!r}")
+    return path.rstrip("/")
+
+
+def host(value: Any) -> str:
+    name = string(value).strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if not name:
+        raise ValueError("expected a host name or IP address, got an empty string")
+    return name
+
+
+def target(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = string(value)
+    loader.parse_target(text)  # raises ValueError on bad syntax
+    return text.strip()
+
+
+APP = "Application"
+SOCKET = "Server socket"
+THREADS = "Threads"
+TIMEOUTS = "Timeouts"
+LIMITS = "Request limits"
+LOGGING = "Logging"
+CONFIG = "Config file"
+
+SECTIONS = (CONFIG, APP, SOCKET, THREADS, TIMEOUTS, LIMITS, LOGGING)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "config",
+        CONFIG,
+        optional_path,
+        None,
+        "Read settings from this TOML or YAML file.",
+        doc="The format follows the extension: `.toml` or `.yaml`/`.yml`. Keys are setting "
+        "names (dashes or underscores). Options given on the command line override the file. "
+        "See [Config files](#config-files) below.",
+        flags=("-c", "--config"),
+        metavar="FILE",
+        in_config=False,
+        default_doc="none",
+    ),
+    Setting(
+        "wsgi_app",
+        APP,
+        target,
+        None,
+        "The WSGI application to serve, as `module:callable`.",
+        doc="Forms accepted:\n\n"
+        "- `pkg.module:name` — an attribute of the module; dotted paths like "
+        "`module:obj.attr` work too.\n"
+        "- `pkg.module` — the module's `application` attribute.\n"
+        "- `module:create_app()` or `module:create_app('prod', debug=False)` — call a factory; "
+        "its arguments must be Python literals (strings, numbers, booleans, None, tuples, lists, "
+        "dicts).\n\n"
+        "The current directory is put first on `sys.path` before the import. On the command "
+        "line this is the positional `TARGET`; it has no `serve()` keyword (pass the "
+        "application object itself).",
+        metavar="TARGET",
+        action="positional",
+        config_aliases=("app",),
+        in_serve=False,
+        default_doc="none: required, on the command line or in the config file",
+    ),
+    Setting(
+        "chdir",
+        APP,
+        directory,
+        None,
+        "Change to this directory before loading the application.",
+        doc="Relative `unix:` socket paths and `pythonpath` entries are then relative to it.",
+        flags=("--chdir",),
+        metavar="DIR",
+        default_doc="the current directory",
+    ),
+    Setting(
+        "pythonpath",
+        APP,
+        path_list,
+        (),
+        "Comma-separated directories to put first on sys.path, e.g. `src,lib`.",
+        doc="In a config file this may also be a list of strings.",
+        flags=("--pythonpath",),
+        metavar="DIRS",
+        default_doc="none",
+    ),
+    Setting(
+        "bind",
+        SOCKET,
+        bind_list,
+        ("127.0.0.1:8000",),
+        "Address to listen on; repeat the option to listen on several.",
+        doc="Forms: `HOST:PORT`, `[IPV6]:PORT` (e.g. `[::1]:8000`), `unix:PATH` (a stale "
+        "socket file left by a dead server is replaced), `fd://N` (an inherited listening "
+        "socket, e.g. from systemd). Port `0` picks a free port; the log line `Listening at:` "
+        "shows the real one. `bind` cannot be combined with `host`/`port` in the same place "
+        "(command line, config file or `serve()` call); a later place overrides an earlier "
+        "one.",
+        flags=("-b", "--bind"),
+        metavar="ADDRESS",
+        action="append",
+    ),
+    Setting(
+        "host",
+        SOCKET,
+        host,
+        sockets.DEFAULT_HOST,
+        "Host to listen on (waitress-style; with `port` it makes one `bind` address).",
+        doc="If only `port` is given the host is `127.0.0.1`. Use `0.0.0.0` (or `::`) to "
+        "listen on every interface.",
+        flags=("--host",),
+        metavar="HOST",
+        seed_key="address",
+    ),
+    Setting(
+        "port",
+        SOCKET,
+        integer(0, 65535),
+        sockets.DEFAULT_PORT,
+        "TCP port to listen on (waitress-style; with `host` it makes one `bind` address).",
+        doc="If only `host` is given the port is 8000.",
+        flags=("--port",),
+        metavar="PORT",
+        seed_key="port",
+    ),
+    Setting(
+        "backlog",
+        SOCKET,
+        integer(1),
+        2048,
+        "Maximum number of pending connections (the `listen()` backlog).",
+        doc="The kernel may cap it (`net.core.somaxconn` on Linux).",
+        flags=("--backlog",),
+        metavar="N",
+        seed_key="backlog",
+    ),
+    Setting(
+        "threads",
+        THREADS,
+        integer(1),
+        8,
+        "Number of threads running the application.",
+        doc="At most this many requests run application code at the same time.",
+        flags=("--threads",),
+        metavar="N",
+        seed_key="concurrency",
+        core=True,
+    ),
+    Setting(
+        "keep_alive",
+        TIMEOUTS,
+        seconds(allow_zero=True),
+        5.0,
+        "Seconds to wait for the next request on an idle keep-alive connection.",
+        doc="`0` closes every connection after its response.",
+        flags=("--keep-alive",),
+        metavar="SECONDS",
+        core=True,
+    ),
+    Setting(
+        "header_timeout",
+        TIMEOUTS,
+        seconds(allow_zero=False),
+        30.0,
+        "Seconds a client has to send a complete request head (line and headers).",
+        doc="A client that is slower gets an error response and is disconnected.",
+        flags=("--header-timeout",),
+        metavar="SECONDS",
+        seed_key="timeout",
+        core=True,
+    ),
+    Setting(
+        "graceful_timeout",
+        TIMEOUTS,
+        seconds(allow_zero=True),
+        30.0,
+        "Seconds running requests get to finish after SIGTERM/SIGINT.",
+        doc="On SIGTERM or SIGINT the server stops accepting, lets requests in progress "
+        "finish for up to this long, then exits.",
+        flags=("--graceful-timeout",),
+        metavar="SECONDS",
+        core=True,
+    ),
+    Setting(
+        "limit_request_line",
+        LIMITS,
+        integer(0, MAX_REQUEST_LINE, zero_means=MAX_REQUEST_LINE),
+        8190,
+        "Maximum size in bytes of the request line (method, target and version).",
+        doc=f"`0` means the ceiling, {MAX_REQUEST_LINE}. A longer line is refused with an error "
+        "response.",
+        flags=("--limit-request-line",),
+        metavar="BYTES",
+        core=True,
+    ),
+    Setting(
+        "limit_request_fields",
+        LIMITS,
+        integer(0, MAX_REQUEST_FIELDS, zero_means=MAX_REQUEST_FIELDS),
+        100,
+        "Maximum number of header fields in a request.",
+        doc=f"`0` means the ceiling, {MAX_REQUEST_FIELDS}. A request with more is refused.",
+        flags=("--limit-request-fields",),
+        metavar="N",
+        core=True,
+    ),
+    Setting(
+        "limit_request_field_size",
+        LIMITS,
+        integer(0, MAX_REQUEST_FIELD_SIZE, zero_means=MAX_REQUEST_FIELD_SIZE),
+        8190,
+        "Maximum size in bytes of one request header field (name and value).",
+        doc=f"`0` means the ceiling, {MAX_REQUEST_FIELD_SIZE}. A request with a larger field is "
+        "refused.",
+        flags=("--limit-request-field-size",),
+        metavar="BYTES",
+        core=True,
+    ),
+    Setting(
+        "limit_request_body",
+        LIMITS,
+        integer(0),
+        0,
+        "Maximum size in bytes of a request body; 0 means unlimited.",
+        doc="A request announcing or sending a larger body is refused.",
+        flags=("--limit-request-body",),
+        metavar="BYTES",
+        core=True,
+    ),
+    Setting(
+        "root_path",
+        APP,
+        root_path,
+        "",
+        "URL prefix the application is mounted at; becomes `SCRIPT_NAME`.",
+        doc="For an app served behind a proxy under `/app`, pass `--root-path /app`. A trailing "
+        "slash is dropped.",
+        flags=("--root-path",),
+        metavar="PATH",
+        core=True,
+    ),
+    Setting(
+        "log_level",
+        LOGGING,
+        choice(*LOG_LEVELS),
+        "info",
+        "Level of the error log: " + ", ".join(LOG_LEVELS) + ".",
+        doc="The error log goes to stderr through the Python logger `ferrule.error`; the "
+        "application's `wsgi.errors` stream writes to it at level `ERROR`.",
+        flags=("--log-level",),
+        metavar="LEVEL",
+    ),
+    Setting(
+        "access_log",
+        LOGGING,
+        boolean,
+        False,
+        "Log one line per request to stdout.",
+        doc="Lines go through the Python logger `ferrule.access` at level `INFO`, whatever "
+        "`log_level` says.",
+        flags=("--access-log",),
+        action="bool",
+        core=True,
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+_SOCKET_NAMES = ("bind", "host", "port")
+
+
+def display_default(setting: Setting, plain: bool = False) -> str:
+    """The default for the docs (as in a TOML file) or, with ``plain``, for --help."""
+    if setting.default_doc is not None:
+        return setting.default_doc
+    value = setting.default
+    if plain and isinstance(value, str) and value:
+        return value
+    if plain and isinstance(value, (list, tuple)):
+        return ", ".join(value)
+    return format_value(value)
+
+
+def format_value(value: Any) -> str:
+    """A value written as in a TOML config file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def normalize_key(key: str) -> str:
+    return key.strip().replace("-", "_")
+
+
+def check(name: str, value: Any, label: str) -> Any:
+    """Validate one value; on error raise SettingError prefixed with ``label``."""
+    try:
+        return BY_NAME[name].validator(value)
+    except ValueError as exc:
+        raise SettingError(f"{label}: {exc}") from None
+
+
+def from_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``serve(**kwargs)``: TypeError for an unknown name, SettingError for a bad value."""
+    values: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        setting = BY_NAME.get(name)
+        if setting is None or not setting.in_serve:
+            raise TypeError(f"serve() got an unexpected keyword argument {name!r}")
+        values[name] = check(name, value, f"serve() argument {name!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Values explicitly given in one place (config file, command line, serve() call)."""
+
+    source: str
+    values: Mapping[str, Any]
+    style: str = "config"  # "cli", "config" or "kwarg": how to name options in messages
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.source}: " if self.source else ""
+
+    def option(self, name: str) -> str:
+        if self.style == "cli":
+            return BY_NAME[name].cli_name
+        if self.style == "kwarg":
+            return f"{name}="
+        return repr(name)
+
+
+class Settings(Mapping[str, Any]):
+    """The resolved value of every setting; read as ``settings.threads`` or ``settings["threads"]``.
+
+    ``bind`` holds the final list of addresses, already combined with ``host``/``port``.
+    """
+
+    def __init__(self, values: Mapping[str, Any]):
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Settings({self._values!r})"
+
+
+def defaults() -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS}
+
+
+def resolve(layers: Sequence[Layer]) -> Settings:
+    """Merge defaults and layers (lowest precedence first) into the final Settings.
+
+    ``bind``, ``host`` and ``port`` are resolved together: the highest layer giving any of
+    them decides. If it gives ``bind``, that list is used; if it gives ``host``/``port``, they
+    form one address (each falling back to lower layers, then to 127.0.0.1 / 8000).
+    """
+    values = defaults()
+    for layer in layers:
+        values.update(layer.values)
+    values["bind"] = _resolve_bind(layers, values)
+    return Settings(values)
+
+
+def _resolve_bind(layers: Sequence[Layer], values: Mapping[str, Any]) -> tuple[str, ...]:
+    for layer in layers:
+        if "bind" in layer.values and ("host" in layer.values or "port" in layer.values):
+            others = " and ".join(layer.option(n) for n in ("host", "port") if n in layer.values)
+            raise SettingError(
+                f"{layer.prefix}{layer.option('bind')} cannot be combined with {others}"
+            )
+    for layer in reversed(layers):
+        given = [n for n in _SOCKET_NAMES if n in layer.values]
+        if not given:
+            continue
+        if "bind" in given:
+            return tuple(layer.values["bind"])
+        address = sockets.format_hostport(values["host"], values["port"])
+        try:
+            return (str(sockets.parse_bind(address)),)
+        except ValueError as exc:
+            names = " and ".join(layer.option(n) for n in given)
+            raise SettingError(f"{layer.prefix}{names}: {exc}") from None
+    return tuple(BY_NAME["bind"].default)

@@ -1,0 +1,3 @@
+"""An app that raises while being imported."""
+
+raise RuntimeError("cli_raises blew up at import time")

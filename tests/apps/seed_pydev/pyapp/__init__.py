@@ -1,0 +1,1 @@
+"""A PyDev application laid out like the seed's: views, settings and a wsgi module."""

@@ -1,0 +1,6 @@
+from .views import health
+
+URL_CONF = {
+    "/": health,
+    "/health": health,
+}

@@ -107,6 +107,19 @@ def ferrule_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def run_ferrule(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ferrule ARGS` to completion (for commands that exit by themselves)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ferrule", *args],
+        cwd=str(cwd),
+        env=ferrule_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.fixture
 def start_server(tmp_path):
     """Factory: start_server(*args, cwd=..., env=..., ready=True) -> ServerProcess.

@@ -18,36 +18,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import APPS, ferrule_env
+from conftest import APPS, ferrule_env, run_ferrule
 from ferrule import cli, settings
 from ferrule.logs import ErrorStream
 
 TIMEOUT = 10
 LOG_LINE = r"\[[^\]]+\] \[\d+\] \[INFO\] "
-
-
-def core_available() -> bool:
-    try:
-        import ferrule._ferrule  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_core = pytest.mark.skipif(not core_available(), reason="the Rust core is not built")
-
-
-def run_ferrule(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `python -m ferrule ARGS` to completion (for commands that exit by themselves)."""
-    return subprocess.run(
-        [sys.executable, "-m", "ferrule", *args],
-        cwd=str(cwd),
-        env=ferrule_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 class Process:
@@ -246,7 +222,6 @@ def test_error_stream_rejects_bytes():
 # --- serving: listening sockets, logs, signals --------------------------------------------
 
 
-@needs_core
 def test_listening_log_line_and_request(start_server):
     srv = start_server("cli_hello:app")
     assert re.match(r"http://127\.0\.0\.1:\d+$", srv.url) and srv.port != 0
@@ -255,7 +230,6 @@ def test_listening_log_line_and_request(start_server):
     assert requests.get(srv.url, timeout=TIMEOUT).text == "hello from app"
 
 
-@needs_core
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_stops_the_server_with_exit_0(start_server, sig):
     srv = start_server("cli_hello:app")
@@ -268,7 +242,6 @@ def test_signal_stops_the_server_with_exit_0(start_server, sig):
     assert "KeyboardInterrupt" not in srv.log
 
 
-@needs_core
 def test_ipv6_bind(start_server):
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
@@ -292,7 +265,6 @@ def unix_get(path: str, target: str = "/") -> bytes:
     return b"".join(chunks)
 
 
-@needs_core
 def test_unix_socket_and_tcp_together(start_server, tmp_path):
     path = tmp_path / "f.sock"
     srv = start_server("--bind", f"unix:{path}", "cli_hello:app")  # plus the fixture's TCP bind
@@ -305,7 +277,6 @@ def test_unix_socket_and_tcp_together(start_server, tmp_path):
     assert not path.exists()  # the server removes its socket file
 
 
-@needs_core
 def test_stale_unix_socket_is_replaced(start_server, tmp_path):
     path = tmp_path / "stale.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
@@ -315,7 +286,6 @@ def test_stale_unix_socket_is_replaced(start_server, tmp_path):
     srv.stop()
 
 
-@needs_core
 def test_unix_path_that_is_not_a_socket_exits_1(tmp_path):
     (tmp_path / "regular").write_text("keep me")
     proc = run_ferrule("--bind", "unix:regular", "cli_hello:app", cwd=tmp_path)
@@ -324,7 +294,6 @@ def test_unix_path_that_is_not_a_socket_exits_1(tmp_path):
     assert (tmp_path / "regular").read_text() == "keep me"
 
 
-@needs_core
 def test_address_in_use_exits_1(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -335,7 +304,6 @@ def test_address_in_use_exits_1(tmp_path):
     assert f"cannot bind 127.0.0.1:{port}" in proc.stderr
 
 
-@needs_core
 def test_inherited_fd(tmp_path):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -354,14 +322,12 @@ def test_inherited_fd(tmp_path):
         assert proc.finish() == 0, proc.output
 
 
-@needs_core
 def test_fd_that_is_not_listening_exits_1(tmp_path):
     proc = run_ferrule("--bind", "fd://0", "cli_hello:app", cwd=tmp_path)  # stdin: /dev/null
     assert proc.returncode == 1
     assert "fd://0" in proc.stderr
 
 
-@needs_core
 def test_serve_from_a_script(tmp_path):
     script = APPS / "cli_serve_script.py"
     proc = Process([sys.executable, str(script)], tmp_path)
@@ -376,21 +342,18 @@ def test_serve_from_a_script(tmp_path):
     assert "Traceback" not in proc.output
 
 
-@needs_core
 def test_wsgi_errors_go_to_the_error_log(start_server):
     srv = start_server("cli_hello:echo_environ")
     assert requests.get(srv.url + "/?complain", timeout=TIMEOUT).status_code == 200
     srv.wait_for_log(r"\[ERROR\] cli_hello complaint: something looks wrong")
 
 
-@needs_core
 def test_access_log(start_server):
     srv = start_server("--access-log", "--log-level", "info", "cli_hello:app")
     requests.get(srv.url + "/access-log-probe", timeout=TIMEOUT)
     srv.wait_for_log(r"/access-log-probe")
 
 
-@needs_core
 def test_root_path_is_script_name(start_server):
     srv = start_server("--root-path", "/api/", "cli_hello:echo_environ")
     environ = requests.get(srv.url + "/api/items", timeout=TIMEOUT).json()

@@ -13,22 +13,11 @@ from pathlib import Path
 import ferrule
 import pytest
 import requests
-from conftest import APPS, ROOT, ferrule_env
+from conftest import APPS, ROOT, run_ferrule
 from ferrule import cli, config, settings, sockets
 
 TIMEOUT = 10
 SEED_PYDEV = APPS / "seed_pydev"
-
-
-def core_available() -> bool:
-    try:
-        import ferrule._ferrule  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_core = pytest.mark.skipif(not core_available(), reason="the Rust core is not built")
 
 
 def write(path: Path, text: str) -> Path:
@@ -50,18 +39,6 @@ def seed_yaml(directory: Path, app_loc: Path) -> Path:
         app-module: wsgi
         app: application
         """,
-    )
-
-
-def run_ferrule(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ferrule", *args],
-        cwd=str(cwd),
-        env=ferrule_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
 
@@ -419,7 +396,6 @@ def test_serve_needs_a_callable():
 # --- end to end ----------------------------------------------------------------------------
 
 
-@needs_core
 def test_toml_config_end_to_end(start_server, tmp_path):
     write(
         tmp_path / "ferrule.toml",
@@ -435,7 +411,6 @@ def test_toml_config_end_to_end(start_server, tmp_path):
     assert r.json()["greeting"] == "from toml"
 
 
-@needs_core
 def test_cli_flag_overrides_config_end_to_end(start_server, tmp_path):
     write(tmp_path / "ferrule.toml", 'app = "cli_hello:app"\nthreads = 3\n')
     srv = start_server("-c", "ferrule.toml", "--threads", "6", cwd=tmp_path)
@@ -443,7 +418,6 @@ def test_cli_flag_overrides_config_end_to_end(start_server, tmp_path):
     assert requests.get(srv.url, timeout=TIMEOUT).text == "hello from app"
 
 
-@needs_core
 def test_seed_app_yaml_serves_the_pydev_app(start_server, tmp_path):
     # `ferrule -c app.yaml` with no TARGET; the fixture's --bind 127.0.0.1:0 overrides the
     # file's address/port, the rest (concurrency, app-loc, app-module, app) comes from the file.
@@ -457,7 +431,6 @@ def test_seed_app_yaml_serves_the_pydev_app(start_server, tmp_path):
     assert requests.get(srv.url + "/missing", timeout=TIMEOUT).status_code == 404
 
 
-@needs_core
 def test_seed_app_yaml_with_port_from_the_command_line(start_server, tmp_path):
     # --port overrides the file's port but keeps its address (0.0.0.0).
     seed_yaml(tmp_path, SEED_PYDEV / "pyapp")

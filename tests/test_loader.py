@@ -3,41 +3,16 @@ and TARGET forms, --chdir and --pythonpath against the real server."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import APPS, ferrule_env
+from conftest import APPS, run_ferrule
 from ferrule import loader
 
 TIMEOUT = 10
-
-
-def core_available() -> bool:
-    try:
-        import ferrule._ferrule  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_core = pytest.mark.skipif(not core_available(), reason="the Rust core is not built")
-
-
-def run_ferrule(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `python -m ferrule ARGS` to completion (for commands that exit by themselves)."""
-    return subprocess.run(
-        [sys.executable, "-m", "ferrule", *args],
-        cwd=str(cwd),
-        env=ferrule_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 # --- parse_target --------------------------------------------------------------------------
@@ -218,17 +193,14 @@ def get(srv, path: str = "/") -> requests.Response:
     return r
 
 
-@needs_core
 def test_bare_module_serves_application(start_server):
     assert get(start_server("cli_hello")).text == "hello from application"
 
 
-@needs_core
 def test_attribute_path(start_server):
     assert get(start_server("cli_hello:holder.wsgi")).text == "hello from Holder.wsgi"
 
 
-@needs_core
 def test_factory_with_literal_args(start_server):
     srv = start_server("cli_hello:create_app('howdy', times=2, extra={'a': (1, 2)})")
     assert get(srv).json() == {"greeting": "howdy", "times": 2, "extra": {"a": [1, 2]}}
@@ -244,14 +216,12 @@ def write_module(directory: Path, name: str, body: str) -> None:
     (directory / f"{name}.py").write_text(textwrap.dedent(source))
 
 
-@needs_core
 def test_current_directory_is_on_sys_path(start_server, tmp_path):
     write_module(tmp_path, "cli_cwd_app", b"from the working directory")
     srv = start_server("cli_cwd_app", cwd=tmp_path)
     assert get(srv).text == "from the working directory"
 
 
-@needs_core
 def test_chdir(start_server, tmp_path):
     write_module(tmp_path / "project", "cli_chdir_app", b"from --chdir")
     (tmp_path / "elsewhere").mkdir()
@@ -261,14 +231,12 @@ def test_chdir(start_server, tmp_path):
     assert get(srv).text == "from --chdir"
 
 
-@needs_core
 def test_chdir_relative_to_invocation_directory(start_server, tmp_path):
     write_module(tmp_path / "project", "cli_chdir_rel_app", b"relative --chdir")
     srv = start_server("--chdir", "project", "cli_chdir_rel_app", cwd=tmp_path)
     assert get(srv).text == "relative --chdir"
 
 
-@needs_core
 def test_pythonpath(start_server, tmp_path):
     write_module(tmp_path / "one", "cli_pp_first", b"unused")
     write_module(tmp_path / "two", "cli_pp_second", b"from --pythonpath")
@@ -278,7 +246,6 @@ def test_pythonpath(start_server, tmp_path):
     assert get(srv).text == "from --pythonpath"
 
 
-@needs_core
 def test_pythonpath_comes_before_the_current_directory(start_server, tmp_path):
     write_module(tmp_path, "cli_pp_shadow", b"from the working directory")
     write_module(tmp_path / "lib", "cli_pp_shadow", b"from --pythonpath lib")

@@ -116,7 +116,7 @@ fn send_iterable(
 }
 
 fn call_close(py: Python<'_>, iterable: &Bound<'_, PyAny>, loggers: &Loggers, request: &str) {
-    if iterable.is_instance_of::<PyList>() || iterable.is_instance_of::<PyTuple>() {
+    if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
         return;
     }
     if let Ok(close) = iterable.getattr(pyo3::intern!(py, "close")) {

@@ -25,7 +25,8 @@ impl Loggers {
     /// Logs `msg` at ERROR with `err`'s traceback.
     pub fn exception(&self, py: Python<'_>, msg: &str, err: &PyErr) {
         let kwargs = PyDict::new(py);
-        let _ = kwargs.set_item("exc_info", err.value(py));
+        // into_value attaches the traceback to the exception (needed before Python 3.12).
+        let _ = kwargs.set_item("exc_info", err.clone_ref(py).into_value(py));
         if self
             .error
             .bind(py)

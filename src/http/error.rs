@@ -64,9 +64,14 @@ impl HttpError {
         }
     }
 
+    /// The plain-text body describing the error.
+    pub fn body(&self) -> String {
+        format!("{} {}: {}\n", self.status(), self.reason(), self.detail())
+    }
+
     /// A complete `Connection: close` response describing the error.
     pub fn response(&self, date: &[u8]) -> Vec<u8> {
-        let body = format!("{} {}: {}\n", self.status(), self.reason(), self.detail());
+        let body = self.body();
         let mut out = Vec::with_capacity(160 + body.len());
         out.extend_from_slice(
             format!(

@@ -63,6 +63,8 @@ pub struct Head<'h, 'b> {
     pub http11: bool,
     pub headers: &'h [httparse::Header<'b>],
     pub framing: Framing,
+    /// The Content-Length, once, however many identical fields carried it.
+    pub content_length: Option<u64>,
     /// Whether the client allows the connection to stay open after this exchange.
     pub keep_alive: bool,
     pub expect_continue: bool,
@@ -294,6 +296,7 @@ pub fn parse<'h, 'b>(
         http11,
         headers,
         framing,
+        content_length,
         keep_alive,
         expect_continue,
         host,

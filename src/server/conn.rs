@@ -3,7 +3,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -21,9 +21,11 @@ use crate::wsgi::start_response::StartResponse;
 /// Bodies up to this size are read completely before the app is called, without
 /// holding a thread: the app then never blocks on them.
 const PREBUFFER: u64 = 64 * 1024;
-/// How much unread body we read and discard to keep a connection alive.
-const DRAIN_MAX: u64 = 64 * 1024;
 const READ_SIZE: usize = 16 * 1024;
+/// How long a closing connection reads and discards what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// How much a closing connection discards before it gives up and closes anyway.
+const LINGER_MAX: u64 = 16 << 20;
 
 pub struct Conn {
     pub sock: Socket,
@@ -36,6 +38,9 @@ pub struct Conn {
     pub drained: bool,
     pub deadline: Option<Instant>,
     pub requests: u64,
+    /// Closing: our side is shut down and what the client still sends is discarded
+    /// (`Some(bytes discarded)`); see [`linger`].
+    pub lingering: Option<u64>,
 }
 
 /// What to do with a connection after serving it.
@@ -63,12 +68,13 @@ impl Conn {
             drained: false,
             deadline: None,
             requests: 0,
+            lingering: None,
         }
     }
 
     /// Whether part of a request has arrived (so a timeout is a 408, not an idle close).
     pub fn has_partial_request(&self) -> bool {
-        self.pos < self.buf.len()
+        self.lingering.is_none() && self.pos < self.buf.len()
     }
 
     fn fill(&mut self) -> io::Result<usize> {
@@ -101,8 +107,43 @@ pub fn refuse(conn: &Conn, err: &HttpError) {
     let _ = socket::writev(conn.sock.fd(), &[&resp]);
 }
 
+/// Closes a connection whose client may still be sending (a refused request, a
+/// body the app left unread). Closing a socket with unread input makes the kernel
+/// send RST, which can destroy the response before the client reads it; so shut
+/// down our side instead, and read and discard until the client closes, for at most
+/// [`LINGER`] and [`LINGER_MAX`] bytes (nginx's lingering close).
+fn linger(conn: &mut Conn) -> Next {
+    socket::shutdown_write(conn.sock.fd());
+    conn.lingering = Some(0);
+    conn.deadline = Some(Instant::now() + LINGER);
+    conn.buf.clear();
+    conn.pos = 0;
+    discard(conn)
+}
+
+fn discard(conn: &mut Conn) -> Next {
+    let mut scratch = [0u8; 4096];
+    loop {
+        match socket::read(conn.sock.fd(), &mut scratch) {
+            Ok(0) => return Next::Close,
+            Ok(n) => {
+                let seen = conn.lingering.unwrap_or(0) + n as u64;
+                if seen > LINGER_MAX {
+                    return Next::Close;
+                }
+                conn.lingering = Some(seen);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Park,
+            Err(_) => return Next::Close,
+        }
+    }
+}
+
 /// Serves every complete request in the buffer, reading as needed.
 pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Conn) -> Next {
+    if conn.lingering.is_some() {
+        return discard(conn);
+    }
     let limits = shared.cfg.limits;
     loop {
         if conn.pos < conn.buf.len() {
@@ -119,7 +160,7 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                 Err(e) => {
                     refuse(conn, &e);
                     shared.log_refusal(py, conn, &e);
-                    return Next::Close;
+                    return linger(conn);
                 }
                 Ok(Some(h)) => {
                     let waiting_body = match h.framing {
@@ -138,13 +179,14 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
             };
             match prepared {
                 Some(Some(p)) => {
-                    let keep = exchange(py, shared, ctx, conn, p);
+                    let ending = exchange(py, shared, ctx, conn, p);
                     conn.requests += 1;
                     conn.deadline = None;
-                    if !keep || shared.is_stopping() {
-                        return Next::Close;
+                    match ending {
+                        Ending::KeepAlive if !shared.is_stopping() => continue,
+                        Ending::Linger => return linger(conn),
+                        _ => return Next::Close,
                     }
-                    continue;
                 }
                 Some(None) => return Next::Close,
                 None => {}
@@ -236,20 +278,28 @@ fn prepare<'py>(
         head_only: h.method == "HEAD",
         http11: h.http11,
         // keep_alive = 0 means one request per connection.
-        keep_alive: h.keep_alive && !shared.cfg.keep_alive.is_zero(),
+        keep_alive: h.keep_alive && !shared.cfg.keep_alive.is_zero() && !shared.is_stopping(),
         expect_continue: h.expect_continue,
         head_len: h.len,
     })
 }
 
-/// Runs one request through the app. Returns whether the connection stays open.
+/// How an exchange left the connection.
+enum Ending {
+    KeepAlive,
+    Close,
+    /// Close, but the client may still be sending: see [`linger`].
+    Linger,
+}
+
+/// Runs one request through the app.
 fn exchange(
     py: Python<'_>,
     shared: &Shared,
     ctx: &mut ThreadCtx,
     conn: &mut Conn,
     p: Prepared<'_>,
-) -> bool {
+) -> Ending {
     let Prepared {
         environ,
         line,
@@ -264,11 +314,11 @@ fn exchange(
     conn.pos += head_len;
     let fd = conn.sock.fd();
     let cfg = &shared.cfg;
-    let input = if framing == Framing::Empty {
-        InputStream::empty()
+    let (input, body) = if framing == Framing::Empty {
+        (InputStream::empty(), None)
     } else {
         let buf = std::mem::take(&mut conn.buf);
-        InputStream::new(BodyReader::new(
+        let reader = BodyReader::new(
             fd,
             buf,
             conn.pos,
@@ -276,7 +326,9 @@ fn exchange(
             &cfg.limits,
             expect_continue,
             cfg.io_timeout,
-        ))
+        );
+        let body = reader.state();
+        (InputStream::new(reader), Some(body))
     };
     let made = Py::new(py, input).and_then(|input| {
         environ.set_item(pyo3::intern!(py, "wsgi.input"), &input)?;
@@ -288,6 +340,7 @@ fn exchange(
                 head_only,
                 keep_alive,
                 cfg.io_timeout,
+                body,
             )),
         )?;
         Ok((input, sr))
@@ -298,7 +351,7 @@ fn exchange(
             shared
                 .loggers
                 .exception(py, "Could not set up the request", &e);
-            return false;
+            return Ending::Close;
         }
     };
 
@@ -315,19 +368,18 @@ fn exchange(
 
     // Take the buffer back, finishing the body if the app left some of it unread.
     let mut keep = outcome.keep_alive;
+    // The client may still be sending: a pipelined request, or body bytes.
+    let mut unread = keep_alive;
     if let Some(mut reader) = input.borrow(py).take() {
-        if !reader.is_done() {
-            let small = reader.remaining_hint().is_some_and(|n| n <= DRAIN_MAX);
-            if keep && !reader.continue_pending() && (small || reader.remaining_hint().is_none()) {
-                let mut block = read_wait(py);
-                keep = reader.drain(DRAIN_MAX, &mut block);
-            } else {
-                keep = false;
-            }
+        if keep && !reader.is_done() {
+            let mut block = read_wait(py);
+            keep = reader.drain(&mut block);
         }
+        unread |= !reader.is_done();
         if let Some(why) = &reader.failed {
             shared.loggers.log(py, "info", &format!("{line}: {why}"));
             keep = false;
+            unread = true;
         }
         reader.detach();
         let (buf, pos) = reader.into_buffer();
@@ -345,5 +397,11 @@ fn exchange(
             agent.as_deref(),
         );
     }
-    keep
+    if keep {
+        Ending::KeepAlive
+    } else if unread {
+        Ending::Linger
+    } else {
+        Ending::Close
+    }
 }

@@ -11,6 +11,7 @@ use super::file_wrapper::FileWrapper;
 use super::log::Loggers;
 use super::output::{blocking_wait, Declared, SendError};
 use super::start_response::StartResponse;
+use crate::http::error::HttpError;
 
 /// How the exchange ended, for the connection and the access log.
 #[derive(Debug, Clone, Copy)]
@@ -130,23 +131,35 @@ fn call_close(py: Python<'_>, iterable: &Bound<'_, PyAny>, loggers: &Loggers, re
     }
 }
 
-/// Replaces an unsent response with a plain 500.
-fn send_500(py: Python<'_>, sr: &StartResponse) {
+/// Replaces an unsent response with an error: the request body's refusal (400, 408,
+/// 413) when the app stopped on a refused body, else a plain 500.
+fn send_error(py: Python<'_>, sr: &StartResponse, refusal: Option<HttpError>) {
     let Ok(mut out) = sr.output() else { return };
+    out.must_close = true;
     if out.headers_sent {
-        out.must_close = true;
         return;
     }
-    out.must_close = true;
+    let (status, code, body) = match refusal {
+        Some(e) => (
+            format!("{} {}", e.status(), e.reason()).into_bytes(),
+            e.status(),
+            e.body().into_bytes(),
+        ),
+        None => (
+            b"500 Internal Server Error".to_vec(),
+            500,
+            ERROR_BODY.to_vec(),
+        ),
+    };
     out.declared = Some(Declared {
-        status: b"500 Internal Server Error".to_vec(),
-        code: 500,
+        status,
+        code,
         headers: b"Content-Type: text/plain; charset=utf-8\r\n".to_vec(),
         content_length: None,
         close: true,
     });
     let mut block = blocking_wait(py);
-    let _ = out.send(&[ERROR_BODY], true, &mut block);
+    let _ = out.send(&[&body], true, &mut block);
 }
 
 /// Calls `app(environ, start_response)` and sends the response.
@@ -171,8 +184,18 @@ pub fn run(
     match failure {
         None => {}
         Some(Failure::App(e)) => {
-            loggers.exception(py, &format!("Error handling request {request}"), &e);
-            send_500(py, &srr);
+            let refusal = srr.output().ok().and_then(|o| o.body_refused());
+            match refusal {
+                // The client's fault, not the app's: no traceback (the exchange logs
+                // why the body was refused).
+                Some(r) => loggers.log(
+                    py,
+                    "debug",
+                    &format!("{request}: the app stopped on a refused body ({r}): {e}"),
+                ),
+                None => loggers.exception(py, &format!("Error handling request {request}"), &e),
+            }
+            send_error(py, &srr, refusal);
         }
         Some(Failure::Client(e)) => {
             loggers.log(

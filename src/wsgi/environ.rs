@@ -215,7 +215,15 @@ impl EnvironBuilder {
             }
         }
 
+        if let Some(n) = head.content_length {
+            // Canonical and single, however many identical fields carried it.
+            let mut digits = itoa::Buffer::new();
+            env.set_item(intern!(py, "CONTENT_LENGTH"), digits.format(n))?;
+        }
         for h in head.headers {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
             let Some(key) = header_key(py, h.name.as_bytes()) else {
                 continue;
             };

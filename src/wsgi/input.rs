@@ -6,7 +6,8 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyIOError, PyRuntimeError};
@@ -14,9 +15,36 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::http::chunked::ChunkedDecoder;
+use crate::http::error::HttpError;
 use crate::net::socket::{self, Interest};
 
 const READ_CHUNK: usize = 64 * 1024;
+/// How much unread body the server reads and discards after the app returns, to keep
+/// the connection for the next request. More than this, and the connection closes.
+pub const DRAIN_MAX: u64 = 64 * 1024;
+
+/// What the response writer must know about the request body while the app runs.
+///
+/// The reader publishes here after every step, so the head can say `Connection:
+/// close` whenever the connection will not survive the exchange, and an app that
+/// fails on a refused body answers with the refusal's status instead of a 500.
+#[derive(Debug, Default)]
+pub struct BodyState {
+    closes: AtomicBool,
+    refused: OnceLock<HttpError>,
+}
+
+impl BodyState {
+    /// The connection closes after this exchange if the app stops reading now.
+    pub fn closes(&self) -> bool {
+        self.closes.load(Ordering::Relaxed)
+    }
+
+    /// Why the body was refused (bad framing, over the limit, too slow), if it was.
+    pub fn refused(&self) -> Option<HttpError> {
+        self.refused.get().copied()
+    }
+}
 
 enum Body {
     Length(u64),
@@ -38,6 +66,7 @@ pub struct BodyReader {
     timeout: Duration,
     /// Set when the body could not be read to its end (bad framing, timeout, EOF).
     pub failed: Option<String>,
+    state: Arc<BodyState>,
 }
 
 impl BodyReader {
@@ -61,7 +90,7 @@ impl BodyReader {
                 limits.field_size,
             ))),
         };
-        BodyReader {
+        let r = BodyReader {
             fd,
             buf,
             pos,
@@ -70,17 +99,35 @@ impl BodyReader {
             pending: Vec::new(),
             timeout,
             failed: None,
-        }
+            state: Arc::default(),
+        };
+        r.publish();
+        r
+    }
+
+    /// The state the response writer watches.
+    pub fn state(&self) -> Arc<BodyState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Whether the rest of the body can be drained after the app returns, so the
+    /// connection carries another request: not after a failure, not when the client
+    /// still waits for `100 Continue` (it may never send the body), and only for a
+    /// small remainder (an unknown chunked remainder is tried up to [`DRAIN_MAX`]).
+    pub fn drainable(&self) -> bool {
+        self.failed.is_none()
+            && !self.send_continue
+            && self.remaining_hint().is_none_or(|n| n <= DRAIN_MAX)
+    }
+
+    fn publish(&self) {
+        let closes = !self.is_done() && !self.drainable() || self.failed.is_some();
+        self.state.closes.store(closes, Ordering::Relaxed);
     }
 
     /// Whether the whole body has been consumed from the connection.
     pub fn is_done(&self) -> bool {
         matches!(self.body, Body::Done)
-    }
-
-    /// Whether the client is still waiting for `100 Continue` (it has sent no body).
-    pub fn continue_pending(&self) -> bool {
-        self.send_continue
     }
 
     /// Body bytes still expected, when known.
@@ -98,9 +145,15 @@ impl BodyReader {
         (buf, self.pos)
     }
 
-    fn fail(&mut self, msg: String) -> io::Error {
+    /// Ends the body in failure; `refusal` is the status to answer with, when the
+    /// client is still there to read one.
+    fn fail(&mut self, msg: String, refusal: Option<HttpError>) -> io::Error {
         self.failed = Some(msg.clone());
         self.body = Body::Done;
+        if let Some(e) = refusal {
+            let _ = self.state.refused.set(e);
+        }
+        self.publish();
         io::Error::new(io::ErrorKind::InvalidData, msg)
     }
 
@@ -200,18 +253,30 @@ impl BodyReader {
                                     return Ok(true);
                                 }
                             }
-                            Err(e) => return Err(self.fail(format!("bad chunked body: {e}"))),
+                            Err(e) => {
+                                return Err(self.fail(format!("bad chunked body: {e}"), Some(e)))
+                            }
                         }
                     }
                 }
             }
             match self.fill(block) {
                 Ok(true) => {}
-                Ok(false) => return Err(self.fail("client closed the connection mid-body".into())),
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(self.fail("timed out reading the request body".into()))
+                Ok(false) => {
+                    return Err(self.fail(
+                        "client closed the connection mid-body".into(),
+                        Some(HttpError::BadRequest("request body ended early")),
+                    ))
                 }
-                Err(e) => return Err(self.fail(format!("error reading the request body: {e}"))),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(self.fail(
+                        "timed out reading the request body".into(),
+                        Some(HttpError::Timeout),
+                    ))
+                }
+                Err(e) => {
+                    return Err(self.fail(format!("error reading the request body: {e}"), None))
+                }
             }
         }
     }
@@ -262,16 +327,15 @@ impl BodyReader {
         }
     }
 
-    /// Reads and discards what is left of the body, up to `max` bytes, so the
+    /// Reads and discards what is left of the body, up to [`DRAIN_MAX`] bytes, so the
     /// connection can carry another request. Returns false if it could not.
-    pub fn drain(
-        &mut self,
-        max: u64,
-        block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
-    ) -> bool {
+    pub fn drain(&mut self, block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>) -> bool {
+        if !self.drainable() {
+            return false;
+        }
         let mut seen = 0u64;
         while !self.is_done() {
-            if self.failed.is_some() || seen > max {
+            if seen > DRAIN_MAX {
                 return false;
             }
             self.pending.clear();
@@ -341,7 +405,9 @@ impl InputStream {
             return Ok(empty);
         };
         let mut block = blocking_wait(py);
-        f(reader, &mut block).map_err(|e| PyIOError::new_err(e.to_string()))
+        let r = f(reader, &mut block);
+        reader.publish();
+        r.map_err(|e| PyIOError::new_err(e.to_string()))
     }
 }
 

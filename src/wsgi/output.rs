@@ -5,9 +5,12 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::input::BodyState;
 use crate::http::date;
+use crate::http::error::HttpError;
 use crate::http::response::{chunk_size_line, status_has_no_body, write_head, BodyFraming};
 use crate::net::socket::{self, Interest};
 
@@ -45,6 +48,8 @@ pub struct Output {
     pub finished: bool,
     timeout: Duration,
     head: Vec<u8>,
+    /// The request body's state, when the request has one.
+    body: Option<Arc<BodyState>>,
 }
 
 /// Why a send failed.
@@ -71,6 +76,7 @@ impl Output {
         head_only: bool,
         client_keep_alive: bool,
         timeout: Duration,
+        body: Option<Arc<BodyState>>,
     ) -> Output {
         Output {
             fd,
@@ -87,7 +93,13 @@ impl Output {
             finished: false,
             timeout,
             head: Vec::new(),
+            body,
         }
+    }
+
+    /// Why the request body was refused, if it was.
+    pub fn body_refused(&self) -> Option<HttpError> {
+        self.body.as_ref().and_then(|b| b.refused())
     }
 
     /// The status code sent (or to be sent), 0 if none.
@@ -297,7 +309,10 @@ impl Output {
     fn prepare_head(&mut self, complete_len: Option<u64>) -> Result<(), SendError> {
         self.framing = self.choose_framing(complete_len);
         let d = self.declared.as_ref().ok_or(SendError::NotStarted)?;
-        if d.close || self.framing == BodyFraming::Close {
+        if d.close
+            || self.framing == BodyFraming::Close
+            || self.body.as_ref().is_some_and(|b| b.closes())
+        {
             self.must_close = true;
         }
         let connection: Option<&'static [u8]> = match (self.http11, self.must_close) {

@@ -8,10 +8,10 @@ pub mod slots;
 pub mod watch;
 
 use std::os::fd::RawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
@@ -31,7 +31,12 @@ pub struct Server {
     shared: Arc<Shared>,
     stop_fd: RawFd,
     running: Mutex<bool>,
+    /// `stop(graceful=False)`: do not wait for running requests.
+    force: AtomicBool,
 }
+
+/// How often the graceful wait checks on the threads and runs signal handlers.
+const STOP_POLL: Duration = Duration::from_millis(20);
 
 fn eventfd() -> PyResult<RawFd> {
     // SAFETY: creating a fresh eventfd.
@@ -49,8 +54,9 @@ fn drain(fd: RawFd) {
     while matches!(socket::read(fd, &mut buf), Ok(n) if n > 0) {}
 }
 
-/// Waits until one of `fds` is readable; returns which.
-fn wait_any(fds: &[RawFd]) -> Vec<bool> {
+/// Waits until one of `fds` is readable (at most `timeout`, forever if `None`);
+/// returns which.
+fn wait_any(fds: &[RawFd], timeout: Option<Duration>) -> Vec<bool> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -60,7 +66,8 @@ fn wait_any(fds: &[RawFd]) -> Vec<bool> {
         })
         .collect();
     // SAFETY: valid pollfd array.
-    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
     if r <= 0 {
         return vec![false; fds.len()];
     }
@@ -113,6 +120,7 @@ impl Server {
             shared: Arc::new(shared),
             stop_fd: eventfd()?,
             running: Mutex::new(false),
+            force: AtomicBool::new(false),
         })
     }
 
@@ -152,40 +160,49 @@ impl Server {
         let mut fds = vec![self.stop_fd];
         fds.extend(wakeup_fd);
         let mut failure: Option<PyErr> = None;
-        loop {
-            let ready = py.detach(|| wait_any(&fds));
+        // Runs Python's signal handlers (which may call stop()) when one is pending.
+        let signals = |py: Python<'_>, ready: &[bool], failure: &mut Option<PyErr>| {
             if ready.get(1).copied().unwrap_or(false) {
                 if let Some(fd) = wakeup_fd {
                     drain(fd);
                 }
                 if let Err(e) = py.check_signals() {
-                    failure = Some(e);
+                    failure.get_or_insert(e);
                     self.stop_inner();
                 }
             }
+        };
+        loop {
+            let ready = py.detach(|| wait_any(&fds, None));
+            signals(py, &ready, &mut failure);
             if ready.first().copied().unwrap_or(false) || shared.is_stopping() {
                 break;
             }
         }
 
-        // Graceful: wait for running exchanges, up to graceful_timeout.
+        // Graceful: wait for running exchanges, up to graceful_timeout, still running
+        // signal handlers, so that a second signal can ask for a fast stop.
         let deadline = Instant::now() + shared.cfg.graceful_timeout;
-        let all_done = py.detach(|| {
-            let Ok(mut alive) = shared.pool.alive.lock() else {
-                return false;
-            };
-            while *alive > 0 {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return false;
-                }
-                match shared.pool.exited.wait_timeout(alive, left) {
-                    Ok((g, _)) => alive = g,
-                    Err(_) => return false,
-                }
+        let all_done = loop {
+            if shared.pool.alive.lock().map_or(true, |n| *n == 0) {
+                break true;
             }
-            true
-        });
+            if self.force.load(Ordering::Acquire) {
+                break false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                shared.loggers.log(
+                    py,
+                    "warning",
+                    "graceful_timeout expired with requests still running; exiting anyway",
+                );
+                break false;
+            }
+            drain(self.stop_fd);
+            let ready = py.detach(|| wait_any(&fds, Some(left.min(STOP_POLL))));
+            signals(py, &ready, &mut failure);
+        };
         if all_done {
             py.detach(|| {
                 for h in handles {
@@ -193,12 +210,10 @@ impl Server {
                 }
                 let _ = watcher.join();
             });
-        } else {
-            shared.loggers.log(
-                py,
-                "warning",
-                "graceful_timeout expired with requests still running; exiting anyway",
-            );
+        } else if self.force.load(Ordering::Acquire) {
+            shared
+                .loggers
+                .log(py, "info", "Fast stop: not waiting for running requests");
         }
         if let Ok(mut running) = self.running.lock() {
             *running = false;
@@ -209,10 +224,15 @@ impl Server {
         }
     }
 
-    /// Stops the server (gracefully: running requests finish).
+    /// Stops the server. Graceful: no new connections, idle ones close, running
+    /// requests finish (up to `graceful_timeout`). Not graceful: `run()` returns at
+    /// once, without waiting for running requests (a later call may upgrade a graceful
+    /// stop to a fast one).
     #[pyo3(signature = (graceful=true))]
     fn stop(&self, graceful: bool) {
-        let _ = graceful;
+        if !graceful {
+            self.force.store(true, Ordering::Release);
+        }
         self.stop_inner();
     }
 }

@@ -6,6 +6,8 @@
 use std::io;
 use std::os::fd::RawFd;
 
+use super::event::EventFd;
+
 /// Readiness reported for one registered descriptor.
 #[derive(Clone, Copy, Debug)]
 pub struct Event {
@@ -18,7 +20,7 @@ pub struct Event {
 #[derive(Debug)]
 pub struct Poller {
     epfd: RawFd,
-    wake_fd: RawFd,
+    wake: EventFd,
 }
 
 /// The token reserved for the wake-up eventfd.
@@ -31,13 +33,16 @@ impl Poller {
         if epfd < 0 {
             return Err(io::Error::last_os_error());
         }
-        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if wake_fd < 0 {
-            let e = io::Error::last_os_error();
-            unsafe { libc::close(epfd) };
-            return Err(e);
-        }
-        let p = Poller { epfd, wake_fd };
+        let wake = match EventFd::new() {
+            Ok(w) => w,
+            Err(e) => {
+                // SAFETY: we own epfd.
+                unsafe { libc::close(epfd) };
+                return Err(e);
+            }
+        };
+        let wake_fd = wake.fd();
+        let p = Poller { epfd, wake };
         p.ctl(
             libc::EPOLL_CTL_ADD,
             wake_fd,
@@ -107,28 +112,19 @@ impl Poller {
 
     /// Wakes a thread blocked in [`Poller::wait`].
     pub fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: 8-byte write to our eventfd; EAGAIN (counter full) still wakes.
-        unsafe {
-            libc::write(self.wake_fd, (&one as *const u64).cast(), 8);
-        }
+        self.wake.signal();
     }
 
     /// Clears the wake-up counter after [`WAKE_TOKEN`] was reported.
     pub fn drain_wake(&self) {
-        let mut v: u64 = 0;
-        // SAFETY: 8-byte read from our non-blocking eventfd.
-        unsafe {
-            libc::read(self.wake_fd, (&mut v as *mut u64).cast(), 8);
-        }
+        self.wake.drain();
     }
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        // SAFETY: we own both descriptors.
+        // SAFETY: we own the epoll descriptor (the eventfd closes itself).
         unsafe {
-            libc::close(self.wake_fd);
             libc::close(self.epfd);
         }
     }

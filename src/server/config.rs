@@ -24,6 +24,10 @@ pub struct Config {
     pub root_path: String,
     pub multiprocess: bool,
     pub max_connections: usize,
+    /// Stop gracefully after this many requests (0: never); the supervisor recycles.
+    pub max_requests: u64,
+    /// Where to write this process's heartbeat record: a shared file and an offset.
+    pub heartbeat: Option<(i32, u64)>,
 }
 
 impl Default for Config {
@@ -39,6 +43,8 @@ impl Default for Config {
             root_path: String::new(),
             multiprocess: false,
             max_connections: 1 << 20,
+            max_requests: 0,
+            heartbeat: None,
         }
     }
 }
@@ -90,6 +96,11 @@ impl Config {
             root_path: root_path.trim_end_matches('/').to_string(),
             multiprocess: get(d, "multiprocess", false)?,
             max_connections: get(d, "max_connections", def.max_connections)?,
+            max_requests: get(d, "max_requests", 0)?,
+            heartbeat: match get::<Option<i32>>(d, "heartbeat_fd", None)? {
+                Some(fd) if fd >= 0 => Some((fd, get(d, "heartbeat_offset", 0u64)?)),
+                _ => None,
+            },
         })
     }
 }

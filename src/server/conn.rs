@@ -250,6 +250,7 @@ fn prepare<'py>(
     conn: &Conn,
     h: &Head<'_, '_>,
 ) -> Option<Prepared<'py>> {
+    shared.admit();
     let remote_addr = conn.remote_addr.bind(py);
     let remote_port = conn.remote_port.bind(py);
     let environ = match shared
@@ -355,7 +356,7 @@ fn exchange(
         }
     };
 
-    ctx.enter_app(shared);
+    ctx.enter_app(shared, &line);
     let outcome = app::run(
         py,
         shared.app.bind(py),

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod heartbeat;
 pub mod pool;
 pub mod slots;
 pub mod watch;
@@ -18,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::net::listener::Listener;
-use crate::net::socket::{self, Interest};
+use crate::net::socket;
 use crate::wsgi::environ::{EnvironBuilder, EnvironConfig};
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::log::Loggers;
@@ -29,7 +30,6 @@ use pool::Shared;
 #[pyclass(module = "ferrule._ferrule")]
 pub struct Server {
     shared: Arc<Shared>,
-    stop_fd: RawFd,
     running: Mutex<bool>,
     /// `stop(graceful=False)`: do not wait for running requests.
     force: AtomicBool,
@@ -37,17 +37,6 @@ pub struct Server {
 
 /// How often the graceful wait checks on the threads and runs signal handlers.
 const STOP_POLL: Duration = Duration::from_millis(20);
-
-fn eventfd() -> PyResult<RawFd> {
-    // SAFETY: creating a fresh eventfd.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(PyOSError::new_err(
-            std::io::Error::last_os_error().to_string(),
-        ));
-    }
-    Ok(fd)
-}
 
 fn drain(fd: RawFd) {
     let mut buf = [0u8; 64];
@@ -118,7 +107,6 @@ impl Server {
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(Server {
             shared: Arc::new(shared),
-            stop_fd: eventfd()?,
             running: Mutex::new(false),
             force: AtomicBool::new(false),
         })
@@ -156,8 +144,22 @@ impl Server {
             .name("ferrule-watch".into())
             .spawn(move || watch::run(s))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let beat_done = Arc::new(AtomicBool::new(false));
+        let beat = match shared.cfg.heartbeat {
+            Some((fd, offset)) => {
+                let s = Arc::clone(shared);
+                let done = Arc::clone(&beat_done);
+                Some(
+                    std::thread::Builder::new()
+                        .name("ferrule-heartbeat".into())
+                        .spawn(move || heartbeat::run(s, fd, offset, done))
+                        .map_err(|e| PyOSError::new_err(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
 
-        let mut fds = vec![self.stop_fd];
+        let mut fds = vec![shared.stopped.fd()];
         fds.extend(wakeup_fd);
         let mut failure: Option<PyErr> = None;
         // Runs Python's signal handlers (which may call stop()) when one is pending.
@@ -168,7 +170,7 @@ impl Server {
                 }
                 if let Err(e) = py.check_signals() {
                     failure.get_or_insert(e);
-                    self.stop_inner();
+                    self.shared.stop();
                 }
             }
         };
@@ -180,6 +182,14 @@ impl Server {
             }
         }
 
+        let max = shared.cfg.max_requests;
+        if max > 0 && shared.served.load(Ordering::Relaxed) >= max {
+            shared.loggers.log(
+                py,
+                "info",
+                &format!("Served max_requests ({max}); stopping gracefully"),
+            );
+        }
         // Graceful: wait for running exchanges, up to graceful_timeout, still running
         // signal handlers, so that a second signal can ask for a fast stop.
         let deadline = Instant::now() + shared.cfg.graceful_timeout;
@@ -199,7 +209,7 @@ impl Server {
                 );
                 break false;
             }
-            drain(self.stop_fd);
+            shared.stopped.drain();
             let ready = py.detach(|| wait_any(&fds, Some(left.min(STOP_POLL))));
             signals(py, &ready, &mut failure);
         };
@@ -214,6 +224,13 @@ impl Server {
             shared
                 .loggers
                 .log(py, "info", "Fast stop: not waiting for running requests");
+        }
+        beat_done.store(true, Ordering::Release);
+        if let Some(b) = beat {
+            b.thread().unpark();
+            py.detach(|| {
+                let _ = b.join();
+            });
         }
         if let Ok(mut running) = self.running.lock() {
             *running = false;
@@ -233,33 +250,6 @@ impl Server {
         if !graceful {
             self.force.store(true, Ordering::Release);
         }
-        self.stop_inner();
-    }
-}
-
-impl Server {
-    fn stop_inner(&self) {
         self.shared.stop();
-        let one: u64 = 1;
-        // SAFETY: 8-byte write to our eventfd.
-        unsafe {
-            libc::write(self.stop_fd, (&one as *const u64).cast(), 8);
-        }
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: we own stop_fd.
-        unsafe {
-            libc::close(self.stop_fd);
-        }
-        let _ = self.shared.stopping.load(Ordering::Acquire);
-    }
-}
-
-/// Waits for readability; used by tests of the wake-up path.
-#[allow(dead_code)]
-fn readable(fd: RawFd) -> bool {
-    socket::wait(fd, Interest::Read, Some(Instant::now())).is_ok()
 }

@@ -21,6 +21,7 @@ use super::config::Config;
 use super::conn::{refuse, serve, Conn, Next};
 use super::slots::Slots;
 use crate::http::error::HttpError;
+use crate::net::event::EventFd;
 use crate::net::listener::{Listener, Peer};
 use crate::net::poller::{Event, Poller, WAKE_TOKEN};
 use crate::net::socket::set_nodelay;
@@ -40,6 +41,8 @@ pub struct ThreadInfo {
     /// The thread's CPU-time clock (`pthread_getcpuclockid`).
     pub clock: AtomicI32,
     pub handle: OnceLock<Thread>,
+    /// The request line of the exchange in progress (kept only for the heartbeat).
+    pub line: Mutex<String>,
 }
 
 /// Leadership and the idle threads.
@@ -64,6 +67,7 @@ impl Pool {
                     in_app: AtomicU64::new(0),
                     clock: AtomicI32::new(-1),
                     handle: OnceLock::new(),
+                    line: Mutex::new(String::new()),
                 })
                 .collect(),
             idle: Mutex::new(Vec::new()),
@@ -107,6 +111,10 @@ pub struct Shared {
     pub slots: Slots,
     pub ready: Mutex<VecDeque<u64>>,
     pub stopping: AtomicBool,
+    /// Readable once a stop began: wakes `Server.run()`.
+    pub stopped: EventFd,
+    /// Requests taken so far.
+    pub served: AtomicU64,
     pub pool: Pool,
     pub app: Py<PyAny>,
     pub environ: EnvironBuilder,
@@ -123,9 +131,21 @@ pub struct ThreadCtx {
 }
 
 impl ThreadCtx {
-    /// Marks this thread as inside an exchange (seen by the watcher).
-    pub fn enter_app(&mut self, shared: &Shared) {
+    /// Marks this thread as inside the exchange for `line` (seen by the watcher and
+    /// the heartbeat).
+    pub fn enter_app(&mut self, shared: &Shared, line: &str) {
         self.seq += 1;
+        if shared.cfg.heartbeat.is_some() {
+            if let Some(mut l) = shared
+                .pool
+                .threads
+                .get(self.index)
+                .and_then(|t| t.line.lock().ok())
+            {
+                l.clear();
+                l.push_str(line);
+            }
+        }
         shared.mark_in_app(self.index, self.seq);
     }
 
@@ -155,6 +175,8 @@ impl Shared {
             slots: Slots::new(max),
             ready: Mutex::new(VecDeque::with_capacity(256)),
             stopping: AtomicBool::new(false),
+            stopped: EventFd::new()?,
+            served: AtomicU64::new(0),
             pool: Pool::new(threads),
             app,
             environ,
@@ -164,6 +186,15 @@ impl Shared {
         })
     }
 
+    /// Counts a request about to run; the one that reaches `max_requests` starts a
+    /// graceful stop before its response is written, so it says `Connection: close`.
+    pub fn admit(&self) {
+        let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == self.cfg.max_requests {
+            self.stop();
+        }
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
@@ -171,6 +202,7 @@ impl Shared {
     /// Starts a graceful stop: no new connections, idle ones closed, running ones finish.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
+        self.stopped.signal();
         self.poller.wake();
         for t in &self.pool.threads {
             if let Some(h) = t.handle.get() {

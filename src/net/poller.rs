@@ -4,6 +4,7 @@
 //! `epoll_ctl` is needed per request. Only the leading thread calls [`Poller::wait`].
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
 use super::event::EventFd;
@@ -88,9 +89,11 @@ impl Poller {
     /// Waits up to `timeout_ms` (-1: forever) and appends the events to `out`.
     pub fn wait(&self, out: &mut Vec<Event>, timeout_ms: i32) -> io::Result<usize> {
         const MAX: usize = 256;
-        let mut evs: [libc::epoll_event; MAX] = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+        // Not zeroed: epoll_wait fills the first n entries, and only those are read.
+        let mut evs: [MaybeUninit<libc::epoll_event>; MAX] = [const { MaybeUninit::uninit() }; MAX];
         // SAFETY: evs has room for MAX events.
-        let n = unsafe { libc::epoll_wait(self.epfd, evs.as_mut_ptr(), MAX as i32, timeout_ms) };
+        let n =
+            unsafe { libc::epoll_wait(self.epfd, evs.as_mut_ptr().cast(), MAX as i32, timeout_ms) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -99,6 +102,8 @@ impl Poller {
             return Err(e);
         }
         for ev in &evs[..n as usize] {
+            // SAFETY: epoll_wait initialised the first n entries.
+            let ev = unsafe { ev.assume_init_read() };
             let bits = ev.events;
             out.push(Event {
                 token: ev.u64,

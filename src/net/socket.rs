@@ -51,6 +51,27 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// One `read(2)` into the spare capacity of `buf` (no zeroing first), extending its
+/// length by what was read; `WouldBlock` when no data is ready. The caller reserves.
+pub fn read_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    loop {
+        // SAFETY: `spare` is writable memory of its length; read(2) writes at most that.
+        let r = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+        match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(n) => {
+                let len = buf.len() + n;
+                // SAFETY: read(2) initialised the `n` bytes after the old length, and
+                // `n <= spare.len()`, so the new length is within capacity.
+                unsafe { buf.set_len(len) };
+                return Ok(n);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// One `writev(2)` of up to 64 slices; `WouldBlock` when the send buffer is full.
 pub fn writev(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
     let mut iov: [libc::iovec; 64] = [libc::iovec {
@@ -243,6 +264,21 @@ mod tests {
         let mut buf = [0u8; 8];
         let e = read(a.fd(), &mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn read_spare_appends_without_touching_what_is_there() {
+        let (a, b) = pair();
+        set_nonblocking(a.fd()).unwrap();
+        writev(b.fd(), &[b"world"]).unwrap();
+        let mut buf = Vec::with_capacity(3);
+        buf.extend_from_slice(b"hi ");
+        buf.reserve(16);
+        assert_eq!(read_spare(a.fd(), &mut buf).unwrap(), 5);
+        assert_eq!(buf, b"hi world");
+        let e = read_spare(a.fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(buf, b"hi world");
     }
 
     #[test]

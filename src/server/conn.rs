@@ -85,17 +85,13 @@ impl Conn {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let len = self.buf.len();
-        if self.buf.capacity() - len < READ_SIZE / 2 {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 2 {
             self.buf.reserve(READ_SIZE);
         }
-        let cap = self.buf.capacity();
-        self.buf.resize(cap, 0);
-        let r = socket::read(self.sock.fd(), &mut self.buf[len..]);
-        let n = *r.as_ref().unwrap_or(&0);
-        self.buf.truncate(len + n);
+        let room = self.buf.capacity() - self.buf.len();
+        let r = socket::read_spare(self.sock.fd(), &mut self.buf);
         if let Ok(n) = r {
-            self.drained = n < cap - len;
+            self.drained = n < room;
         }
         r
     }

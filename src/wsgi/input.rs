@@ -188,25 +188,12 @@ impl BodyReader {
             self.pos = 0;
         }
         let deadline = Instant::now() + self.timeout;
+        self.buf.reserve(READ_CHUNK);
         loop {
-            let len = self.buf.len();
-            self.buf.reserve(READ_CHUNK);
-            let spare = self.buf.capacity() - len;
-            self.buf.resize(len + spare, 0);
-            let r = socket::read(self.fd, &mut self.buf[len..]);
-            match r {
-                Ok(n) => {
-                    self.buf.truncate(len + n);
-                    return Ok(n > 0);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.buf.truncate(len);
-                    block(self.fd, deadline)?;
-                }
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
+            match socket::read_spare(self.fd, &mut self.buf) {
+                Ok(n) => return Ok(n > 0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => block(self.fd, deadline)?,
+                Err(e) => return Err(e),
             }
         }
     }

@@ -82,6 +82,8 @@ pub fn write_head(
     app_gave_length: bool,
     connection: Option<&'static [u8]>,
 ) {
+    // Everything but the fixed lines below is `status` and `headers`: one allocation.
+    out.reserve(status.len() + headers.len() + 160);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status);
     out.extend_from_slice(b"\r\nServer: ferrule\r\nDate: ");

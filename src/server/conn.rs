@@ -168,7 +168,8 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                     if waiting_body {
                         None
                     } else {
-                        Some(prepare(py, shared, conn, &h))
+                        let line = std::mem::take(&mut ctx.line);
+                        Some(prepare(py, shared, conn, &h, line))
                     }
                 }
                 Ok(None) => None,
@@ -215,8 +216,14 @@ fn park_deadline(shared: &Shared, conn: &mut Conn) {
     conn.deadline = Some(Instant::now() + wait);
 }
 
-fn request_line(h: &Head<'_, '_>) -> String {
-    format!("{} {} HTTP/1.{}", h.method, h.target, u8::from(h.http11))
+/// Writes `METHOD target HTTP/1.x` into `buf` (kept for logs).
+fn request_line(h: &Head<'_, '_>, mut buf: String) -> String {
+    buf.clear();
+    buf.push_str(h.method);
+    buf.push(' ');
+    buf.push_str(h.target);
+    buf.push_str(if h.http11 { " HTTP/1.1" } else { " HTTP/1.0" });
+    buf
 }
 
 fn header<'b>(h: &Head<'_, 'b>, name: &str) -> Option<&'b [u8]> {
@@ -245,6 +252,7 @@ fn prepare<'py>(
     shared: &Shared,
     conn: &Conn,
     h: &Head<'_, '_>,
+    line: String,
 ) -> Option<Prepared<'py>> {
     shared.admit();
     let remote_addr = conn.remote_addr.bind(py);
@@ -264,7 +272,7 @@ fn prepare<'py>(
     };
     Some(Prepared {
         environ,
-        line: request_line(h),
+        line: request_line(h, line),
         access: shared.cfg.access_log.then(|| {
             (
                 header(h, "referer").map(|v| String::from_utf8_lossy(v).into_owned()),
@@ -394,6 +402,7 @@ fn exchange(
             agent.as_deref(),
         );
     }
+    ctx.line = line;
     if keep {
         Ending::KeepAlive
     } else if unread {

@@ -128,6 +128,8 @@ pub struct ThreadCtx {
     pub index: usize,
     seq: u64,
     events: Vec<Event>,
+    /// The request line's buffer, reused from one exchange to the next.
+    pub line: String,
 }
 
 impl ThreadCtx {
@@ -503,6 +505,7 @@ impl Shared {
                 index,
                 seq: 0,
                 events: Vec::with_capacity(256),
+                line: String::with_capacity(256),
             };
             if let Some(t) = self.pool.threads.get(index) {
                 let _ = t.handle.set(std::thread::current());

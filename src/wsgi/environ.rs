@@ -140,6 +140,21 @@ impl EnvironBuilder {
             d.set_item(intern!(py, "wsgi.run_once"), false)?;
             d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
             d.set_item(intern!(py, "wsgi.file_wrapper"), cfg.file_wrapper)?;
+            // Keys every request sets, present from the start: the copy then has room
+            // for them (and for the headers), so building an environ never resizes it.
+            for key in [
+                intern!(py, "REQUEST_METHOD"),
+                intern!(py, "SERVER_PROTOCOL"),
+                intern!(py, "REMOTE_ADDR"),
+                intern!(py, "REMOTE_PORT"),
+                intern!(py, "REQUEST_URI"),
+                intern!(py, "RAW_URI"),
+                intern!(py, "PATH_INFO"),
+                intern!(py, "QUERY_STRING"),
+                intern!(py, "wsgi.input"),
+            ] {
+                d.set_item(key, py.None())?;
+            }
             templates.push(d.unbind());
         }
         Ok(EnvironBuilder {

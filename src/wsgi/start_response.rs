@@ -1,6 +1,7 @@
 //! `start_response` (PEP 3333 §The start_response() Callable) as a Rust class that
 //! owns the exchange's response [`Output`], and the `write()` callable it returns.
 
+use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -11,22 +12,27 @@ use super::output::{blocking_wait, Declared, Output, SendError};
 use crate::http::response::{check_header, is_hop_by_hop, parse_status};
 
 /// Encodes a Python str as latin-1 (ISO-8859-1), as PEP 3333 requires for headers.
-pub fn latin1(s: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+/// ASCII text (nearly every header) is borrowed from the string, not copied.
+pub fn latin1<'a>(s: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
     let s = s
         .cast::<PyString>()
         .map_err(|_| PyTypeError::new_err(format!("{what} must be a str, not {}", type_name(s))))?;
-    let text = s.to_cow()?;
-    let mut out = Vec::with_capacity(text.len());
-    for ch in text.chars() {
-        let c = ch as u32;
-        if c > 0xFF {
-            return Err(PyValueError::new_err(format!(
-                "{what} is not latin-1: {text:?}"
-            )));
+    match s.to_cow()? {
+        Cow::Borrowed(text) if text.is_ascii() => Ok(Cow::Borrowed(text.as_bytes())),
+        text => {
+            let mut out = Vec::with_capacity(text.len());
+            for ch in text.chars() {
+                let c = ch as u32;
+                if c > 0xFF {
+                    return Err(PyValueError::new_err(format!(
+                        "{what} is not latin-1: {text:?}"
+                    )));
+                }
+                out.push(c as u8);
+            }
+            Ok(Cow::Owned(out))
         }
-        out.push(c as u8);
     }
-    Ok(out)
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -38,7 +44,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// Validates and encodes `status` and `headers` from the app.
 fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Declared> {
-    let status_bytes = latin1(status, "status")?;
+    let status_bytes = latin1(status, "status")?.into_owned();
     let code = parse_status(&status_bytes)
         .map_err(|e| PyValueError::new_err(format!("invalid status {status_bytes:?}: {e}")))?;
     let list = headers.cast::<PyList>().map_err(|_| {
@@ -66,8 +72,9 @@ fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<De
                 "each header must be a (name, value) tuple",
             ));
         }
-        let name = latin1(&pair.get_item(0)?, "header name")?;
-        let value = latin1(&pair.get_item(1)?, "header value")?;
+        let (name_obj, value_obj) = (pair.get_item(0)?, pair.get_item(1)?);
+        let name = latin1(&name_obj, "header name")?;
+        let value = latin1(&value_obj, "header value")?;
         check_header(&name, &value).map_err(|e| {
             PyValueError::new_err(format!(
                 "{e}: {:?}: {:?}",

@@ -3,9 +3,12 @@
 //!
 //! It never touches the GIL. It samples the leader's CPU-time clock: a leader that
 //! stays inside the same exchange while its clock does not advance is waiting (on a
-//! socket, a lock, `time.sleep` …), having released the GIL. While requests keep
-//! completing, the watcher backs off (up to 2 ms) so it costs next to nothing; after a
-//! hand-over it samples again quickly. With nothing in the app it sleeps until woken.
+//! socket, a lock, `time.sleep` …), having released the GIL. While the leader runs
+//! many short requests between two samples, or one long request that keeps using the
+//! CPU, the watcher backs off (up to 2 ms) so it costs next to nothing; when the leader
+//! has just started a request or two (apps that block early, on a database call, look
+//! like this), and after a hand-over, it samples again quickly. With nothing in the app
+//! it sleeps until woken.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +18,9 @@ use super::pool::Shared;
 
 const MIN_INTERVAL: Duration = Duration::from_micros(50);
 const MAX_INTERVAL: Duration = Duration::from_millis(2);
+/// A leader that started at most this many requests since the last sample is taking
+/// them slowly: the watcher keeps looking closely.
+const FRESH: u64 = 2;
 /// Idle samples before the watcher goes dormant.
 const IDLE_ROUNDS: u32 = 20;
 
@@ -92,7 +98,20 @@ pub fn run(shared: Arc<Shared>) {
                 }
                 interval = (interval * 2).min(MAX_INTERVAL);
             }
-            _ => {}
+            Some(s)
+                if s.leader == leader
+                    && seq.wrapping_sub(s.seq) <= FRESH
+                    && cpu.saturating_sub(s.cpu) * 2
+                        < now.duration_since(s.at).as_nanos() as u64 =>
+            {
+                // The leader started a new request or two since the last look and spent
+                // most of the time off the CPU: its requests block (a database call in
+                // every request), so look again soon. Busy leaders, running many short
+                // requests or long CPU-bound ones, back off instead.
+                interval = MIN_INTERVAL;
+            }
+            Some(s) if s.leader == leader => interval = (interval * 2).min(MAX_INTERVAL),
+            _ => interval = MIN_INTERVAL,
         }
         last = Some(Sample {
             leader,

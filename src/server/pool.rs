@@ -130,6 +130,8 @@ pub struct ThreadCtx {
     events: Vec<Event>,
     /// The request line's buffer, reused from one exchange to the next.
     pub line: String,
+    /// Where a read at the start of a request lands (see `Conn::fill`).
+    pub scratch: Vec<u8>,
 }
 
 impl ThreadCtx {
@@ -506,6 +508,7 @@ impl Shared {
                 seq: 0,
                 events: Vec::with_capacity(256),
                 line: String::with_capacity(256),
+                scratch: Vec::new(),
             };
             if let Some(t) = self.pool.threads.get(index) {
                 let _ = t.handle.set(std::thread::current());

@@ -29,7 +29,7 @@ enum State {
     /// Whitespace after the size (BWS): only `;` may follow.
     SizeWs,
     /// Inside chunk extensions, until CR.
-    Ext,
+    Ext(Ext),
     /// Expect LF ending the size line.
     SizeLf,
     /// This many data bytes left in the chunk.
@@ -48,6 +48,47 @@ enum State {
     /// Expect the LF of the final CRLF.
     EndLf,
     Done,
+}
+
+/// Where in `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )` we are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    /// After `;`: whitespace, then a name.
+    NameStart,
+    Name,
+    /// Whitespace after a name: `=`, `;` or the end may follow.
+    AfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ValueStart,
+    Token,
+    Quoted,
+    QuotedEscape,
+    /// After a value: whitespace, `;` or the end.
+    AfterValue,
+}
+
+/// The next extension state after byte `b`, `None` if `b` is not allowed there; CR
+/// (the end of the line) is handled by the caller, where the grammar allows it.
+fn ext_step(at: Ext, b: u8) -> Option<Ext> {
+    let ws = b == b' ' || b == b'\t';
+    let qdtext =
+        ws || b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b) || b >= 0x80;
+    Some(match at {
+        Ext::NameStart if ws => Ext::NameStart,
+        Ext::NameStart | Ext::Name if is_tchar(b) => Ext::Name,
+        Ext::Name | Ext::AfterName if ws => Ext::AfterName,
+        Ext::Name | Ext::AfterName if b == b'=' => Ext::ValueStart,
+        Ext::ValueStart if ws => Ext::ValueStart,
+        Ext::ValueStart if b == b'"' => Ext::Quoted,
+        Ext::ValueStart | Ext::Token if is_tchar(b) => Ext::Token,
+        Ext::Quoted if b == b'"' => Ext::AfterValue,
+        Ext::Quoted if b == b'\\' => Ext::QuotedEscape,
+        Ext::Quoted if qdtext => Ext::Quoted,
+        Ext::QuotedEscape if ws || (0x21..=0x7E).contains(&b) || b >= 0x80 => Ext::Quoted,
+        Ext::Token | Ext::AfterValue if ws => Ext::AfterValue,
+        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue if b == b';' => Ext::NameStart,
+        _ => return None,
+    })
 }
 
 /// Incremental decoder; feed it bytes with [`ChunkedDecoder::step`].
@@ -129,21 +170,26 @@ impl ChunkedDecoder {
                     b' ' | b'\t' => self.state = State::SizeWs,
                     b';' => {
                         self.ext = 0;
-                        self.state = State::Ext;
+                        self.state = State::Ext(Ext::NameStart);
                     }
                     b'\r' if self.state == State::AfterSize => self.state = State::SizeLf,
                     _ => return Err(bad("invalid chunk size line")),
                 },
-                State::Ext => match b {
-                    b'\r' => self.state = State::SizeLf,
-                    b'\n' | 0..=8 | 10..=31 | 127 => return Err(bad("invalid chunk extension")),
-                    _ => {
-                        self.ext += 1;
-                        if self.ext > MAX_EXT {
-                            return Err(bad("chunk extension too long"));
-                        }
+                State::Ext(at) => {
+                    self.ext += 1;
+                    if self.ext > MAX_EXT {
+                        return Err(bad("chunk extension too long"));
                     }
-                },
+                    let ends = matches!(
+                        at,
+                        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue
+                    );
+                    self.state = match (b, ext_step(at, b)) {
+                        (b'\r', _) if ends => State::SizeLf,
+                        (_, Some(next)) => State::Ext(next),
+                        _ => return Err(bad("invalid chunk extension")),
+                    };
+                }
                 State::SizeLf => {
                     if b != b'\n' {
                         return Err(bad("chunk size line not ended by CRLF"));
@@ -272,10 +318,30 @@ mod tests {
             b"5;a\x01b\r\nhello\r\n0\r\n\r\n", // control byte in extension
             b"5\r\nhello\r\n0\r\nBad Trailer\r\n\r\n",
             b"5\r\nhello\r\n0\r\n\r\r",
+            b"5;\r\nhello\r\n0\r\n\r\n",    // extension without a name
+            b"5;=1\r\nhello\r\n0\r\n\r\n",  // value without a name
+            b"5;a b\r\nhello\r\n0\r\n\r\n", // two names, no separator
+            b"5;a=\"open\r\nhello\r\n0\r\n\r\n", // unterminated quoted string
+            b"5;a=\r\nhello\r\n0\r\n\r\n",  // '=' without a value
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n", // two values
         ];
         for c in cases {
             let r = decode(c, 1);
             assert!(r.is_err(), "accepted {:?}", String::from_utf8_lossy(c));
+        }
+    }
+
+    #[test]
+    fn accepts_every_extension_form() {
+        let ok: &[&[u8]] = &[
+            b"5;a\r\nhello\r\n0\r\n\r\n",
+            b"5 ; a = b ; c\r\nhello\r\n0;last\r\n\r\n",
+            b"5;a=\"q \\\" ;x\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b;c=\"\"\r\nhello\r\n0\r\n\r\n",
+        ];
+        for c in ok {
+            let (body, _) = decode(c, 1).unwrap_or_else(|e| panic!("{e} for {c:?}"));
+            assert_eq!(body, b"hello");
         }
     }
 

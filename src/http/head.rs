@@ -159,6 +159,30 @@ fn map_parse_error(e: httparse::Error, buf: &[u8]) -> HttpError {
     }
 }
 
+/// RFC 9112 §3.2: origin-form (`/path`) and absolute-form (`http://host/path`) for any
+/// method; asterisk-form (`*`) only with OPTIONS; authority-form (`host:port`) only
+/// with CONNECT, which takes nothing else.
+fn check_target_form(method: &str, target: &str) -> Result<(), HttpError> {
+    let t = target.as_bytes();
+    let absolute = t.len() > 7
+        && (t[..7].eq_ignore_ascii_case(b"http://")
+            || t[..8.min(t.len())].eq_ignore_ascii_case(b"https://"));
+    let ok = if method == "CONNECT" {
+        !t.starts_with(b"/") && !absolute && t != b"*"
+    } else if t == b"*" {
+        method == "OPTIONS"
+    } else {
+        t.starts_with(b"/") || absolute
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(HttpError::BadRequest(
+            "request target form not allowed for this method",
+        ))
+    }
+}
+
 /// Parses a request head from the start of `buf`.
 ///
 /// Returns `Ok(None)` when the head is not complete yet (and within limits).
@@ -181,8 +205,14 @@ pub fn parse<'h, 'b>(
             return Ok(None);
         }
     };
+    // httparse takes a bare LF as a line ending. RFC 9112 §2.2 lets a server refuse it,
+    // and one that accepts it behind a proxy that does not is a smuggling vector.
+    if memchr::memchr_iter(b'\n', &buf[..len]).any(|i| i == 0 || buf[i - 1] != b'\r') {
+        return Err(HttpError::BadRequest("bare LF in the request head"));
+    }
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
+    check_target_form(method, target)?;
     let http11 = req.version == Some(1);
     let headers: &'h [httparse::Header<'b>] = req.headers;
     if headers.len() > limits.fields {
@@ -197,6 +227,7 @@ pub fn parse<'h, 'b>(
     let mut expect_continue = false;
     let mut host: Option<&'b [u8]> = None;
     let mut hosts = 0;
+    let mut content_types = 0;
 
     for h in headers {
         if h.name.len() + h.value.len() + 2 > limits.field_size {
@@ -242,6 +273,12 @@ pub fn parse<'h, 'b>(
                 expect_continue = http11;
             } else {
                 return Err(HttpError::ExpectationFailed);
+            }
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            // One media type: two cannot be joined into a meaningful value.
+            content_types += 1;
+            if content_types > 1 {
+                return Err(HttpError::BadRequest("more than one Content-Type"));
             }
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;

@@ -40,6 +40,8 @@ pub struct Conn {
     pub drained: bool,
     pub deadline: Option<Instant>,
     pub requests: u64,
+    /// The peer sent its FIN: a short read no longer means "wait for the next edge".
+    pub peer_closed: bool,
     /// Closing: our side is shut down and what the client still sends is discarded
     /// (`Some(bytes discarded)`); see [`linger`].
     pub lingering: Option<u64>,
@@ -70,6 +72,7 @@ impl Conn {
             drained: false,
             deadline: None,
             requests: 0,
+            peer_closed: false,
             lingering: None,
         }
     }
@@ -97,7 +100,7 @@ impl Conn {
             let room = scratch.capacity();
             let r = socket::read_spare(self.sock.fd(), scratch);
             if let Ok(n) = r {
-                self.drained = n < room;
+                self.drained = n < room && !self.peer_closed;
                 self.buf.extend_from_slice(scratch);
             }
             return r;
@@ -108,7 +111,7 @@ impl Conn {
         let room = self.buf.capacity() - self.buf.len();
         let r = socket::read_spare(self.sock.fd(), &mut self.buf);
         if let Ok(n) = r {
-            self.drained = n < room;
+            self.drained = n < room && !self.peer_closed;
         }
         r
     }

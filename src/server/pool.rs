@@ -30,6 +30,8 @@ use crate::wsgi::log::Loggers;
 
 /// Tokens with this bit name a listener (its index in the low bits).
 const LISTENER_BIT: u64 = 1 << 63;
+/// Set on a connection's token when its event reported a hang-up (the peer's FIN).
+const HUP_BIT: u64 = 1 << 62;
 const NO_LEADER: usize = usize::MAX;
 const ACCEPT_BATCH: usize = 64;
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
@@ -233,7 +235,7 @@ impl Shared {
 
     fn push_ready(&self, events: &[Event]) {
         if let Ok(mut q) = self.ready.lock() {
-            q.extend(events.iter().map(|e| e.token));
+            q.extend(events.iter().map(tagged));
         }
     }
 
@@ -357,6 +359,9 @@ impl Shared {
         let Some((index, slot)) = self.slots.by_token(token) else {
             return;
         };
+        if token & HUP_BIT != 0 {
+            slot.hup.store(true, Ordering::Release);
+        }
         slot.pending.store(true, Ordering::Release);
         loop {
             let Ok(mut guard) = slot.conn.try_lock() else {
@@ -368,6 +373,7 @@ impl Shared {
             let next = match guard.as_mut() {
                 Some(conn) => {
                     conn.drained = false;
+                    conn.peer_closed |= slot.hup.swap(false, Ordering::AcqRel);
                     serve(py, self, ctx, conn)
                 }
                 None => return,
@@ -491,7 +497,7 @@ impl Shared {
                 ctx.events = events;
             }
             if let Some((first, rest)) = ctx.events.split_first() {
-                let first = first.token;
+                let first = tagged(first);
                 if !rest.is_empty() {
                     self.push_ready(rest);
                 }
@@ -547,6 +553,16 @@ impl Shared {
             *alive = alive.saturating_sub(1);
         }
         self.pool.exited.notify_all();
+    }
+}
+
+/// The token to queue for an event: a hang-up is flagged so that a FIN that came
+/// with the last bytes is not missed (a short read would otherwise mean "drained").
+fn tagged(e: &Event) -> u64 {
+    if e.hangup && e.token & LISTENER_BIT == 0 && e.token != WAKE_TOKEN {
+        e.token | HUP_BIT
+    } else {
+        e.token
     }
 }
 

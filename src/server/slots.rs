@@ -9,6 +9,8 @@ use std::sync::{Mutex, OnceLock};
 use super::conn::Conn;
 
 const CHUNK: usize = 1024;
+/// Generations wrap at 30 bits, leaving a token's top two bits free.
+const GENERATION_MASK: u32 = (1 << 30) - 1;
 const MAX_CHUNKS: usize = 1024;
 
 /// One connection's place in the table.
@@ -16,6 +18,8 @@ pub struct Slot {
     pub conn: Mutex<Option<Conn>>,
     /// Set by whoever saw readiness while another thread held the connection.
     pub pending: AtomicBool,
+    /// An event reported the peer's hang-up while another thread held the connection.
+    pub hup: AtomicBool,
     pub generation: AtomicU32,
 }
 
@@ -24,6 +28,7 @@ impl Slot {
         Slot {
             conn: Mutex::new(None),
             pending: AtomicBool::new(false),
+            hup: AtomicBool::new(false),
             generation: AtomicU32::new(0),
         }
     }
@@ -56,18 +61,21 @@ impl Slots {
     }
 
     /// The slot for `token` if its generation still matches.
+    /// The slot a connection token names, if the token is current. The token's top two
+    /// bits are not part of it (the pool flags listeners and hang-ups with them).
     pub fn by_token(&self, token: u64) -> Option<(u32, &Slot)> {
         let index = token as u32;
-        let generation = (token >> 32) as u32;
+        let generation = (token >> 32) as u32 & GENERATION_MASK;
         let slot = self.get(index)?;
-        (slot.generation.load(Ordering::Acquire) == generation).then_some((index, slot))
+        (slot.generation.load(Ordering::Acquire) & GENERATION_MASK == generation)
+            .then_some((index, slot))
     }
 
     pub fn token(&self, index: u32) -> u64 {
         let generation = self
             .get(index)
             .map_or(0, |s| s.generation.load(Ordering::Acquire));
-        (u64::from(generation) << 32) | u64::from(index)
+        (u64::from(generation & GENERATION_MASK) << 32) | u64::from(index)
     }
 
     /// Reserves a free slot index, or `None` when the table is full.
@@ -90,6 +98,7 @@ impl Slots {
         if let Some(slot) = self.get(index) {
             slot.generation.fetch_add(1, Ordering::AcqRel);
             slot.pending.store(false, Ordering::Release);
+            slot.hup.store(false, Ordering::Release);
         }
         if let Ok(mut free) = self.free.lock() {
             free.push(index);

@@ -213,6 +213,11 @@ impl EnvironBuilder {
                 None => b"/",
             };
         }
+        // asterisk-form (`OPTIONS *`) and authority-form (`CONNECT host:port`) name no
+        // path: PATH_INFO is empty (the target stays in REQUEST_URI / RAW_URI).
+        if !path.starts_with(b"/") {
+            path = b"";
+        }
         let decoded = percent::decode(path);
         let mut path: &[u8] = decoded.as_deref().unwrap_or(path);
         if !self.root_path.is_empty()

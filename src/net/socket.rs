@@ -72,6 +72,26 @@ pub fn read_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
     }
 }
 
+/// Whether a socket has bytes waiting to be read, without reading them: `Some(true)`
+/// for data, `Some(false)` for the peer's end of stream, `None` for nothing yet.
+pub fn has_input(fd: RawFd) -> Option<bool> {
+    let mut b = 0u8;
+    // SAFETY: a one-byte peek into a local.
+    let r = unsafe {
+        libc::recv(
+            fd,
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match r {
+        n if n > 0 => Some(true),
+        0 => Some(false),
+        _ => None,
+    }
+}
+
 /// One `writev(2)` of up to 64 slices; `WouldBlock` when the send buffer is full.
 pub fn writev(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
     let mut iov: [libc::iovec; 64] = [libc::iovec {
@@ -279,6 +299,19 @@ mod tests {
         let e = read_spare(a.fd(), &mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         assert_eq!(buf, b"hi world");
+    }
+
+    #[test]
+    fn has_input_sees_data_and_end_without_consuming() {
+        let (a, b) = pair();
+        assert_eq!(has_input(a.fd()), None);
+        writev(b.fd(), &[b"x"]).unwrap();
+        assert_eq!(has_input(a.fd()), Some(true));
+        assert_eq!(has_input(a.fd()), Some(true));
+        let mut buf = [0u8; 4];
+        assert_eq!(read(a.fd(), &mut buf).unwrap(), 1);
+        drop(b);
+        assert_eq!(has_input(a.fd()), Some(false));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::http::error::HttpError;
 use crate::net::event::EventFd;
 use crate::net::listener::{Listener, Peer};
 use crate::net::poller::{Event, Poller, WAKE_TOKEN};
-use crate::net::socket::set_nodelay;
+use crate::net::socket::{self, set_nodelay};
 use crate::wsgi::environ::EnvironBuilder;
 use crate::wsgi::log::Loggers;
 
@@ -35,6 +35,8 @@ const HUP_BIT: u64 = 1 << 62;
 const NO_LEADER: usize = usize::MAX;
 const ACCEPT_BATCH: usize = 64;
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// How often a stopping server looks at the connections it still has.
+const STOP_TICK: Duration = Duration::from_millis(20);
 
 /// What the watcher can see of one app thread.
 pub struct ThreadInfo {
@@ -123,6 +125,8 @@ pub struct Shared {
     pub loggers: Loggers,
     next_sweep: Mutex<Instant>,
     listeners_closed: AtomicBool,
+    /// When a graceful stop gives up on connections that have not sent a request.
+    stop_deadline: OnceLock<Instant>,
 }
 
 /// Per-thread state.
@@ -189,6 +193,7 @@ impl Shared {
             loggers,
             next_sweep: Mutex::new(Instant::now() + SWEEP_EVERY),
             listeners_closed: AtomicBool::new(false),
+            stop_deadline: OnceLock::new(),
         })
     }
 
@@ -207,6 +212,8 @@ impl Shared {
 
     /// Starts a graceful stop: no new connections, idle ones closed, running ones finish.
     pub fn stop(&self) {
+        let grace = self.cfg.header_timeout.min(self.cfg.graceful_timeout);
+        let _ = self.stop_deadline.set(Instant::now() + grace);
         self.stopping.store(true, Ordering::Release);
         self.stopped.signal();
         self.poller.wake();
@@ -401,10 +408,14 @@ impl Shared {
         }
     }
 
-    /// Closes connections past their deadline (or all idle ones when stopping).
+    /// Closes connections past their deadline. When stopping, also those that sit idle
+    /// after at least one response (the client has no request in flight); a connection
+    /// that has carried no request yet, or holds part of one, gets until the stop
+    /// deadline to send it (it is then served, with `Connection: close`).
     fn sweep(&self, py: Python<'_>) {
         let now = Instant::now();
         let stopping = self.is_stopping();
+        let stop_deadline = self.stop_deadline.get().copied();
         for index in 0..self.slots.high_water() {
             let Some(slot) = self.slots.get(index) else {
                 continue;
@@ -412,16 +423,31 @@ impl Shared {
             let Ok(mut guard) = slot.conn.try_lock() else {
                 continue;
             };
-            let expired = match guard.as_ref() {
-                Some(conn) => stopping || conn.deadline.is_some_and(|d| d <= now),
-                None => false,
+            let Some(conn) = guard.as_ref() else {
+                continue;
             };
-            if expired {
-                if let Some(conn) = guard.as_ref() {
-                    if conn.has_partial_request() && !stopping {
-                        refuse(conn, &HttpError::Timeout);
-                        self.log_refusal(py, conn, &HttpError::Timeout);
+            let expired = conn.deadline.is_some_and(|d| d <= now);
+            let close = if !stopping {
+                expired
+            } else if conn.lingering.is_some() || stop_deadline.is_some_and(|d| d <= now) {
+                true
+            } else {
+                match socket::has_input(conn.sock.fd()) {
+                    // A request is arriving: let the loop serve it.
+                    Some(true) => {
+                        if let Ok(mut q) = self.ready.lock() {
+                            q.push_back(self.slots.token(index));
+                        }
+                        false
                     }
+                    Some(false) => true,
+                    None => expired || (conn.requests > 0 && !conn.has_partial_request()),
+                }
+            };
+            if close {
+                if conn.has_partial_request() && expired {
+                    refuse(conn, &HttpError::Timeout);
+                    self.log_refusal(py, conn, &HttpError::Timeout);
                 }
                 guard.take();
                 drop(guard);
@@ -454,10 +480,19 @@ impl Shared {
     /// The leader's loop; returns when this thread is no longer the leader.
     fn lead(&self, py: Python<'_>, ctx: &mut ThreadCtx) {
         loop {
-            if self.is_stopping() {
+            let stopping = self.is_stopping();
+            if stopping {
+                // Graceful: no new connections; the loop goes on serving those with a
+                // request on its way until none is left or the stop deadline passes.
                 self.close_listeners();
-                self.sweep(py);
-                return;
+                let late = self
+                    .stop_deadline
+                    .get()
+                    .is_some_and(|d| *d <= Instant::now());
+                if self.slots.live() == 0 || late {
+                    self.sweep(py);
+                    return;
+                }
             }
             if self.pool.leader.load(Ordering::Acquire) != ctx.index {
                 // Lost leadership while in the app. Take it back if the leader is
@@ -483,16 +518,19 @@ impl Shared {
                 self.dispatch(py, ctx, token);
                 continue;
             }
-            self.maybe_sweep(py);
+            if stopping {
+                self.sweep(py);
+            } else {
+                self.maybe_sweep(py);
+            }
             ctx.events.clear();
             let got = self.poller.wait(&mut ctx.events, 0).unwrap_or(0);
             if got == 0 {
                 // Nothing to do: release the GIL and block in epoll.
                 let mut events = std::mem::take(&mut ctx.events);
+                let wait = if stopping { STOP_TICK } else { SWEEP_EVERY };
                 py.detach(|| {
-                    let _ = self
-                        .poller
-                        .wait(&mut events, SWEEP_EVERY.as_millis() as i32);
+                    let _ = self.poller.wait(&mut events, wait.as_millis() as i32);
                 });
                 ctx.events = events;
             }

@@ -3,7 +3,7 @@
 //! A token is `generation << 32 | index`; closing a connection bumps the slot's
 //! generation, so a stale event for a reused slot is recognised and dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use super::conn::Conn;
@@ -39,6 +39,8 @@ pub struct Slots {
     free: Mutex<Vec<u32>>,
     next: AtomicU32,
     capacity: usize,
+    /// Slots handed out and not released: the open connections.
+    live: AtomicUsize,
 }
 
 impl Slots {
@@ -52,6 +54,7 @@ impl Slots {
             free: Mutex::new(Vec::new()),
             next: AtomicU32::new(0),
             capacity,
+            live: AtomicUsize::new(0),
         }
     }
 
@@ -60,7 +63,6 @@ impl Slots {
         self.chunks.get(i / CHUNK)?.get().map(|c| &c[i % CHUNK])
     }
 
-    /// The slot for `token` if its generation still matches.
     /// The slot a connection token names, if the token is current. The token's top two
     /// bits are not part of it (the pool flags listeners and hang-ups with them).
     pub fn by_token(&self, token: u64) -> Option<(u32, &Slot)> {
@@ -80,6 +82,17 @@ impl Slots {
 
     /// Reserves a free slot index, or `None` when the table is full.
     pub fn alloc(&self) -> Option<u32> {
+        let i = self.alloc_index()?;
+        self.live.fetch_add(1, Ordering::AcqRel);
+        Some(i)
+    }
+
+    /// Open connections.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    fn alloc_index(&self) -> Option<u32> {
         if let Some(i) = self.free.lock().ok()?.pop() {
             return Some(i);
         }
@@ -100,6 +113,7 @@ impl Slots {
             slot.pending.store(false, Ordering::Release);
             slot.hup.store(false, Ordering::Release);
         }
+        self.live.fetch_sub(1, Ordering::AcqRel);
         if let Ok(mut free) = self.free.lock() {
             free.push(index);
         }

@@ -35,8 +35,8 @@ Precedence: defaults < config file < command line. For `serve()`: defaults < the
 An unknown option or config key, or a bad value, stops `ferrule` with exit code 2 and a message
 naming the option; `serve()` raises `TypeError` for an unknown keyword and `ValueError` for a
 bad value. Other exit codes: 0 after a stop by SIGINT/SIGTERM, 1 if serving fails (e.g. the
-address is in use), 4 if the application cannot be imported or is not callable (the traceback
-is printed).
+address is in use), 3 if a worker process fails to boot for another reason, 4 if the
+application cannot be imported or is not callable (the traceback is printed).
 """
 
 CONFIG_FILES = """\

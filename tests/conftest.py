@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -23,15 +24,23 @@ LISTEN_RE = re.compile(r"Listening at: (\S+)")
 class ServerProcess:
     """A running `ferrule` subprocess; its stderr is collected in `self.log`."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]):
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        command: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ):
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ferrule", *args],
+            [*(command or [sys.executable, "-m", "ferrule"]), *args],
             cwd=str(cwd),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
         )
         self._lines: list[str] = []
         self._cond = threading.Condition()
@@ -100,6 +109,8 @@ class ServerProcess:
 
 def ferrule_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    # A CI environment's WEB_CONCURRENCY would turn single-process tests into master mode.
+    env.pop("WEB_CONCURRENCY", None)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     if extra:
@@ -125,7 +136,8 @@ def start_server(tmp_path):
     """Factory: start_server(*args, cwd=..., env=..., ready=True) -> ServerProcess.
 
     By default binds 127.0.0.1:0 (pass your own --bind/-c to override) and waits until the
-    server logs its "Listening at:" line.
+    server logs its "Listening at:" line. ``command`` replaces ``python -m ferrule`` (the args
+    follow it); ``pass_fds`` are inherited by the server.
     """
     started: list[ServerProcess] = []
 
@@ -135,11 +147,13 @@ def start_server(tmp_path):
         env: dict[str, str] | None = None,
         ready: bool = True,
         bind: bool = True,
+        command: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> ServerProcess:
         argv = list(args)
         if bind:
             argv = ["--bind", "127.0.0.1:0", *argv]
-        srv = ServerProcess(argv, cwd or tmp_path, ferrule_env(env))
+        srv = ServerProcess(argv, cwd or tmp_path, ferrule_env(env), command, pass_fds)
         started.append(srv)
         if ready:
             srv.wait_ready()
@@ -148,3 +162,130 @@ def start_server(tmp_path):
     yield start
     for srv in started:
         srv.stop()
+
+
+# --- worker processes (tests/test_workers*.py) ---------------------------------------------
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = ""):
+    """Poll `predicate()` until it returns a truthy value (returned); fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def children_of(pid: int) -> set[int]:
+    """Live (not zombie) child processes of `pid`, from /proc."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+# HTTP helpers for the worker-process tests: one request per fresh connection, and a
+# bounded load generator that counts every failure.
+
+CLIENT_TIMEOUT = 10.0
+PID_RE = re.compile(r"pid=(\d+)")
+
+
+def get(host: str, port: int, path: str = "/", timeout: float = CLIENT_TIMEOUT) -> tuple[int, str]:
+    """GET on a new connection; (status, body)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def get_unix(path: str, target: str = "/", timeout: float = CLIENT_TIMEOUT) -> tuple[int, str]:
+    """GET over a unix socket; (status, body)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode("utf-8", "replace")
+
+
+def pid_of(body: str) -> int:
+    m = PID_RE.search(body)
+    assert m, body
+    return int(m.group(1))
+
+
+class Load:
+    """`clients` threads sending GETs on fresh connections, until `total` requests were sent,
+    `seconds` passed, or `stop()`; every answer and every failure is recorded."""
+
+    def __init__(
+        self, host: str, port: int, clients: int, total: int, seconds: float, path: str = "/"
+    ):
+        self.host, self.port, self.path = host, port, path
+        self.total, self.seconds = total, seconds
+        self.bodies: list[str] = []
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def __enter__(self) -> Load:
+        self._deadline = time.monotonic() + self.seconds
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.bodies) + len(self.failures)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(CLIENT_TIMEOUT + 5)
+
+    def wait(self) -> None:
+        """Wait until the bound (count or time) is reached."""
+        for t in self._threads:
+            t.join(self.seconds + CLIENT_TIMEOUT + 5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            with self._lock:
+                if self._sent >= self.total:
+                    return
+                self._sent += 1
+            try:
+                status, body = get(self.host, self.port, self.path)
+            except Exception as exc:  # every failure counts: connection refused, reset, timeout
+                with self._lock:
+                    self.failures.append(repr(exc))
+                continue
+            with self._lock:
+                if status == 200:
+                    self.bodies.append(body)
+                else:
+                    self.failures.append(f"HTTP {status}: {body[:200]}")

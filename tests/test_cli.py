@@ -86,7 +86,7 @@ class Process:
     ("args", "named"),
     [
         (["--no-such-flag", "cli_hello:app"], "--no-such-flag"),
-        (["--workers", "4", "cli_hello:app"], "--workers"),
+        (["--worker-class", "gevent", "cli_hello:app"], "--worker-class"),
         (["--threads", "abc", "cli_hello:app"], "--threads"),
         (["--threads", "0", "cli_hello:app"], "--threads"),
         (["--threads", "cli_hello:app"], "--threads"),
@@ -123,7 +123,7 @@ def test_missing_target_exits_2(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "named"),
     [
-        ("bad.toml", 'app = "cli_hello:app"\nworkers = 2\n', "'workers'"),
+        ("bad.toml", 'app = "cli_hello:app"\nworker_class = "gevent"\n', "'worker_class'"),
         ("bad.yaml", "app: cli_hello:app\nconcurrency: 5\nspeed: fast\n", "'speed'"),
         ("bad.toml", 'app = "cli_hello:app"\nthreads = "lots"\n', "'threads'"),
         ("bad.yml", "app-module: wsgi\nconcurrency: 0\n", "'concurrency'"),

@@ -246,7 +246,11 @@ def test_seed_keys_are_yaml_only(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "fragments"),
     [
-        ("a.toml", "threads = 2\nworkers = 4\n", ["a.toml", "unknown setting 'workers'"]),
+        (
+            "a.toml",
+            "threads = 2\nworker_class = 'gevent'\n",
+            ["a.toml", "unknown setting 'worker_class'"],
+        ),
         ("a.toml", "thread = 2\n", ["unknown setting 'thread'", "did you mean 'threads'"]),
         ("a.yaml", "timeout: 5\nbogus-key: 1\n", ["a.yaml", "'bogus-key'"]),
         ("a.toml", "threads = 0\n", ["a.toml", "'threads'", "at least 1"]),
@@ -353,8 +357,8 @@ def hello(environ, start_response):
 
 
 def test_serve_rejects_unknown_keyword():
-    with pytest.raises(TypeError, match="'workers'"):
-        ferrule.serve(hello, workers=4)
+    with pytest.raises(TypeError, match="'worker_class'"):
+        ferrule.serve(hello, worker_class="gevent")
 
 
 def test_serve_rejects_wsgi_app_keyword():

@@ -4,7 +4,8 @@ Options are generated from ``settings.SETTINGS``. Precedence: defaults < config 
 options given on the command line.
 
 Exit codes: 0 after a normal stop (SIGINT/SIGTERM), 1 if serving failed (e.g. an address
-cannot be bound), 2 for a usage or configuration error, 4 if the application cannot be loaded.
+cannot be bound), 2 for a usage or configuration error, 3 if a worker process failed to boot,
+4 if the application cannot be loaded (in this process, or in a worker).
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ferrule import __version__, config, loader, logs, server, settings, sockets
+from ferrule import __version__, config, loader, logs, server, settings, sockets, workers
+from ferrule.workers import worker as worker_process
+from ferrule.workers.pidfile import PidFileError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_APP_LOAD = 4
+EXIT_WORKER_BOOT = worker_process.EXIT_BOOT_FAILED  # 3
+EXIT_APP_LOAD = worker_process.EXIT_APP_LOAD  # 4
+
+_STARTUP_ERRORS = (sockets.BindError, server.CoreUnavailable, PidFileError)
 
 DESCRIPTION = "Serve a WSGI application over HTTP/1.1."
 EPILOG = """\
@@ -173,6 +179,8 @@ def _run(inv: Invocation) -> int:
     except OSError as exc:
         _fail(f"--chdir {s.chdir}: {exc.strerror or exc}")
         return EXIT_USAGE
+    if workers.needs_master(s) and not inv.check_config:
+        return _run_master(s)
     try:
         app = loader.load_app(s.wsgi_app)
     except loader.AppLoadError as exc:
@@ -186,7 +194,7 @@ def _run(inv: Invocation) -> int:
         return EXIT_OK
     try:
         server.run(app, s)
-    except (sockets.BindError, server.CoreUnavailable) as exc:
+    except _STARTUP_ERRORS as exc:
         _fail(str(exc))
         return EXIT_ERROR
     except Exception:
@@ -194,6 +202,25 @@ def _run(inv: Invocation) -> int:
         _fail("the server stopped with an error")
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _run_master(s: settings.Settings) -> int:
+    """A master and its workers; each worker imports the app (or the master, with preload)."""
+    assert s.wsgi_app is not None
+    source = workers.AppSource(target=s.wsgi_app, preload=s.preload)
+    try:
+        return workers.run(source, s)
+    except loader.AppLoadError as exc:  # preload
+        sys.stderr.write(exc.details)
+        _fail(f"failed to load the application {s.wsgi_app!r}: {exc}")
+        return EXIT_APP_LOAD
+    except _STARTUP_ERRORS as exc:
+        _fail(str(exc))
+        return EXIT_ERROR
+    except Exception:
+        sys.stderr.write(traceback.format_exc())
+        _fail("the master stopped with an error")
+        return EXIT_ERROR
 
 
 def format_config(s: settings.Settings) -> str:

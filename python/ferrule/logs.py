@@ -93,3 +93,27 @@ class ErrorStream:
 
     def isatty(self) -> bool:
         return False
+
+
+def reopen_files() -> int:
+    """Reopen every ``logging.FileHandler``'s file (SIGUSR1, after logrotate moved it).
+
+    Returns how many were reopened. Stream handlers (stderr, stdout) are left alone.
+    """
+    handlers: list[logging.Handler] = list(logging.getLogger().handlers)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            handlers.extend(logger.handlers)
+    count = 0
+    for handler in {id(h): h for h in handlers}.values():
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        handler.acquire()
+        try:
+            if handler.stream is not None:
+                handler.stream.close()
+            handler.stream = handler._open()
+            count += 1
+        finally:
+            handler.release()
+    return count

@@ -1,24 +1,35 @@
 """Run the Rust server: settings -> listening sockets -> ``_ferrule.Server`` -> signals.
 
 ``serve(app, **settings)`` is the library entry point (it blocks like ``waitress.serve``);
-the CLI calls ``run()`` after it has loaded the application itself.
+the CLI calls ``run()`` after it has loaded the application itself. Both serve in this one
+process unless the settings ask for a master (``workers > 1``, ``master``, ``max_requests``,
+``reload``): then ``ferrule.workers`` forks and supervises worker processes, each of which
+builds its own ``_ferrule.Server``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from types import ModuleType
 from typing import Any, Callable
 
 from ferrule import config, loader, logs, settings, sockets
+from ferrule.workers import systemd
+from ferrule.workers.pidfile import PidFile
 
 log = logging.getLogger(logs.ERROR_LOGGER)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop a single process gracefully (a second one stops it at once)."""
+FAST_STOP_SIGNALS = (signal.SIGQUIT,)
+
+SignalHandler = Callable[[int, Any], None]
 
 
 class CoreUnavailable(RuntimeError):
@@ -33,6 +44,11 @@ def serve(app: Callable[..., Any], **kwargs: Any) -> None:
     "unix:/run/app.sock"])``. An unknown keyword raises TypeError, a bad value ValueError,
     both naming the keyword. Signal handlers are installed only when called from the main
     thread; called from another thread, it serves until the process exits.
+
+    With ``workers=N`` (N > 1), ``master=True`` or ``max_requests``, the calling process
+    becomes the master and forks the workers, which serve ``app`` as it is (a SIGHUP restarts
+    them but cannot re-import it); that needs the main thread, and the process should have
+    started no threads of its own before the call.
     """
     if not callable(app):
         raise TypeError(f"serve() needs a WSGI callable, got {type(app).__name__}")
@@ -58,11 +74,8 @@ def core_config(resolved: settings.Settings) -> dict[str, Any]:
     return conf
 
 
-def run(app: Callable[..., Any], resolved: settings.Settings) -> None:
-    """Bind, serve until stopped by a signal, then close the sockets.
-
-    Raises ``sockets.BindError`` if an address cannot be bound.
-    """
+def import_core() -> ModuleType:
+    """The Rust core ``ferrule._ferrule``; raise CoreUnavailable if it cannot be imported."""
     try:
         from ferrule import _ferrule
     except ImportError as exc:
@@ -70,28 +83,102 @@ def run(app: Callable[..., Any], resolved: settings.Settings) -> None:
             f"ferrule's Rust core (ferrule._ferrule) cannot be imported: {exc}; "
             "build it with `make develop` or `pip install .`"
         ) from exc
+    return _ferrule
 
-    listeners = sockets.open_listeners(resolved.bind, resolved.backlog)
-    try:
-        server = _ferrule.Server(app, [lst.fileno() for lst in listeners], core_config(resolved))
-        log.info("Starting ferrule %s", _ferrule.__version__)
-        log.info("Using %d threads", resolved.threads)
-        for lst in listeners:
-            log.info("Listening at: %s", lst.url)
-        with _stop_on_signals(server) as wakeup_fd:
+
+def run(app: Callable[..., Any], resolved: settings.Settings) -> None:
+    """Bind, serve until stopped by a signal, then close the sockets.
+
+    Raises ``sockets.BindError`` if an address cannot be bound, ``PidFileError`` if the pid
+    file cannot be written. With settings that ask for a master, the workers serve ``app``
+    (forked from this process) and RuntimeError is raised if they cannot start.
+    """
+    from ferrule import workers
+
+    if workers.needs_master(resolved):
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("serve() with worker processes must be called from the main thread")
+        code = workers.run(workers.AppSource.fixed(app), resolved)
+        if code != 0:
+            raise RuntimeError(f"the worker processes failed to start (exit code {code})")
+        return
+    core = import_core()
+    with process_resources(resolved) as listeners:
+        server = core.Server(app, [lst.fileno() for lst in listeners], core_config(resolved))
+        others: dict[int, SignalHandler] = {
+            signal.SIGHUP: _hup_needs_master,
+            signal.SIGUSR1: _reopen_logs,
+        }
+        # Handlers first: whoever reads "Listening at" may send a signal at once.
+        with stop_on_signals(server, on_stop=_notify_stopping, others=others) as wakeup_fd:
+            log.info("Starting ferrule %s", core.__version__)
+            log.info("Using %d threads", resolved.threads)
+            for lst in listeners:
+                log.info("Listening at: %s", lst.url)
+            systemd.notify("READY=1")
             server.run(wakeup_fd)
         log.info("Shutting down")
-    finally:
-        for lst in listeners:
-            lst.close()
 
 
 @contextlib.contextmanager
-def _stop_on_signals(server: Any) -> Iterator[int | None]:
-    """Make SIGINT/SIGTERM stop ``server`` gracefully (a repeated signal asks for a hard stop).
+def process_resources(
+    resolved: settings.Settings, listen: bool = True
+) -> Iterator[list[sockets.Listener]]:
+    """The umask, the pid file and the listening sockets of this process, cleaned up after.
 
-    Yields the fd the Rust core watches so that Python signal handlers run while it blocks
-    with the GIL released (``signal.set_wakeup_fd``), or None off the main thread.
+    Used by the single process and by the master. The sockets are systemd's when it passed
+    some (``LISTEN_FDS``), else the ``bind`` addresses; ``listen=False`` only binds TCP
+    addresses (``reuse_port`` with workers: each worker listens on a socket of its own).
+    """
+    if resolved.umask is not None:
+        os.umask(resolved.umask)
+    pidfile = PidFile(resolved.pidfile) if resolved.pidfile else None
+    if pidfile is not None:
+        pidfile.create()
+    try:
+        fds = systemd.listen_fds()
+        if fds:
+            log.info("Using %d socket(s) passed by systemd (LISTEN_FDS) instead of bind", len(fds))
+        specs = [f"fd://{fd}" for fd in fds] or list(resolved.bind)
+        listeners = sockets.open_listeners(
+            specs, resolved.backlog, reuse_port=resolved.reuse_port, listen=listen
+        )
+        try:
+            yield listeners
+        finally:
+            for lst in listeners:
+                lst.close()
+    finally:
+        if pidfile is not None:
+            pidfile.remove()
+
+
+def _notify_stopping() -> None:
+    systemd.notify("STOPPING=1")
+
+
+def _hup_needs_master(signum: int, frame: Any) -> None:
+    log.warning("SIGHUP ignored: reloading needs a master process (--master, or --workers above 1)")
+
+
+def _reopen_logs(signum: int, frame: Any) -> None:
+    logs.reopen_files()
+
+
+@contextlib.contextmanager
+def stop_on_signals(
+    server: Any,
+    graceful: Sequence[int] = STOP_SIGNALS,
+    fast: Sequence[int] = FAST_STOP_SIGNALS,
+    on_stop: Callable[[], None] | None = None,
+    others: Mapping[int, SignalHandler] | None = None,
+) -> Iterator[int | None]:
+    """Make ``graceful`` signals stop ``server`` gracefully, ``fast`` ones at once.
+
+    A second stop signal during the graceful wait stops at once. ``on_stop`` runs on the
+    first stop signal; ``others`` are more handlers to install for the duration. Yields the
+    fd the Rust core watches so that Python signal handlers run while it blocks with the GIL
+    released (``signal.set_wakeup_fd``), or None off the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
         yield None
@@ -101,18 +188,23 @@ def _stop_on_signals(server: Any) -> Iterator[int | None]:
     def handle(signum: int, frame: object) -> None:
         # Runs in the main thread between bytecodes: only ask the server to stop.
         received.append(signum)
-        server.stop(graceful=len(received) == 1)
+        first = len(received) == 1
+        if first and on_stop is not None:
+            on_stop()
+        server.stop(graceful=first and signum in graceful)
 
+    handlers: dict[int, SignalHandler] = dict(others or {})
+    handlers.update({sig: handle for sig in (*graceful, *fast)})
     rsock, wsock = socket.socketpair()
     rsock.setblocking(False)
     wsock.setblocking(False)
     previous_fd = signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
-    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         yield rsock.fileno()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
         signal.set_wakeup_fd(previous_fd)
         rsock.close()
         wsock.close()

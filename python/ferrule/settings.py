@@ -60,6 +60,8 @@ class Setting:
     """Passed to the Rust core in the ``config`` dict of ``_ferrule.Server``."""
     default_doc: str | None = None
     """How the default is shown in the docs when ``repr`` of it would not be clear."""
+    default_env: str | None = None
+    """An environment variable that, when set, replaces the default (e.g. WEB_CONCURRENCY)."""
 
     @property
     def cli_name(self) -> str:
@@ -190,6 +192,36 @@ def path_list(value: Any) -> tuple[str, ...]:
     return tuple(p for p in parts if p)
 
 
+def file_list(value: Any) -> tuple[str, ...]:
+    """One path, or a list of paths (no comma splitting: file names may contain commas)."""
+    paths = tuple(_string_list(value, "a file path"))
+    if any(not p for p in paths):
+        raise ValueError("expected a path, got an empty string")
+    return paths
+
+
+def umask(value: Any) -> int | None:
+    """A file mode creation mask: an int, or an octal string such as ``"007"`` or ``"0o027"``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected an octal mask such as 007, got {_describe(value)}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        text = text[2:] if text.startswith("0o") else text
+        try:
+            number = int(text, 8)
+        except ValueError:
+            raise ValueError(f"expected an octal mask such as 007, got {value!r}") from None
+    else:
+        raise ValueError(f"expected an octal mask such as 007, got {_describe(value)}")
+    if not 0 <= number <= 0o777:
+        raise ValueError(f"must be between 000 and 777 (octal), got {value!r}")
+    return number
+
+
 def root_path(value: Any) -> str:
     path = string(value).strip()
     if path and not path.startswith("/"):
@@ -217,12 +249,13 @@ def target(value: Any) -> str | None:
 APP = "Application"
 SOCKET = "Server socket"
 THREADS = "Threads"
+PROCESSES = "Worker processes"
 TIMEOUTS = "Timeouts"
 LIMITS = "Request limits"
 LOGGING = "Logging"
 CONFIG = "Config file"
 
-SECTIONS = (CONFIG, APP, SOCKET, THREADS, TIMEOUTS, LIMITS, LOGGING)
+SECTIONS = (CONFIG, APP, SOCKET, THREADS, PROCESSES, TIMEOUTS, LIMITS, LOGGING)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -334,6 +367,37 @@ SETTINGS: tuple[Setting, ...] = (
         seed_key="backlog",
     ),
     Setting(
+        "reuse_port",
+        SOCKET,
+        boolean,
+        False,
+        "Give each worker its own listening socket with SO_REUSEPORT for TCP addresses.",
+        doc="The kernel then spreads new connections over the workers instead of letting them "
+        "take turns on one shared socket. With workers, the master binds the address (so port "
+        "`0` still works) without listening, and each worker binds it again and listens. "
+        "Caveat: connections still queued on a worker's socket when that worker stops (reload, "
+        "`max_requests`, scaling down) are reset, so graceful reloads are only lossless "
+        "without it. `unix:` and `fd://` addresses are always shared.",
+        flags=("--reuse-port",),
+        action="bool",
+    ),
+    Setting(
+        "umask",
+        SOCKET,
+        umask,
+        None,
+        "Set the process umask (octal, e.g. `007`) before binding `unix:` sockets.",
+        doc="It applies to the whole process and its workers, so it also governs files the "
+        "application creates. `007` makes a unix socket usable by its owner and group only. "
+        "Unset, the umask inherited from the caller is kept. On the command line and in "
+        'strings the digits are octal (`--umask 007`, `umask = "007"`); in TOML you may also '
+        "write an octal integer, `umask = 0o007` (a plain integer is taken as its value, as "
+        "by `os.umask`).",
+        flags=("--umask",),
+        metavar="MASK",
+        default_doc="unset: the inherited umask",
+    ),
+    Setting(
         "threads",
         THREADS,
         integer(1),
@@ -344,6 +408,132 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
         seed_key="concurrency",
         core=True,
+    ),
+    Setting(
+        "workers",
+        PROCESSES,
+        integer(1),
+        1,
+        "Number of worker processes; more than 1 starts a master process that supervises them.",
+        doc="Each worker has its own interpreter and runs `threads` application threads; they "
+        "share the listening sockets. A common value is one or two per CPU core. With `1` "
+        "(and neither `master`, `max_requests` nor `reload`) ferrule runs as a single process "
+        "with no master. The environment variable `WEB_CONCURRENCY`, when set, replaces the "
+        "default. See [deployment](deployment.md) for the signals the master understands.",
+        flags=("-w", "--workers"),
+        metavar="N",
+        default_env="WEB_CONCURRENCY",
+        default_doc="`1`, or `$WEB_CONCURRENCY` when set",
+    ),
+    Setting(
+        "master",
+        PROCESSES,
+        boolean,
+        False,
+        "Run a master process even with one worker (as gunicorn always does).",
+        doc="The master restarts a worker that dies, kills one stuck past `worker_timeout`, "
+        "and handles SIGHUP (graceful reload) and SIGTTIN/SIGTTOU (one more or one fewer "
+        "worker). It is on by itself when `workers` is more than 1, or `max_requests` or "
+        "`reload` is set.",
+        flags=("--master",),
+        action="bool",
+    ),
+    Setting(
+        "preload",
+        PROCESSES,
+        boolean,
+        False,
+        "Import the application in the master, before forking the workers.",
+        doc="The workers then share the imported code copy-on-write, and an import error "
+        "stops `ferrule` before any worker starts. On SIGHUP the master imports the "
+        "application again (the modules it imported are dropped from `sys.modules` first). "
+        "The application must not start threads at import time: the master forks after "
+        "importing it. Without it, each worker imports the application itself.",
+        flags=("--preload",),
+        action="bool",
+        in_serve=False,
+    ),
+    Setting(
+        "max_requests",
+        PROCESSES,
+        integer(0),
+        0,
+        "Replace a worker after it has served this many requests; 0 means never.",
+        doc="The worker stops accepting, finishes its requests (their responses say "
+        "`Connection: close`) and exits; the master starts a replacement. No request fails. "
+        "Useful against slow memory leaks in an application. Turns the master on.",
+        flags=("--max-requests",),
+        metavar="N",
+    ),
+    Setting(
+        "max_requests_jitter",
+        PROCESSES,
+        integer(0),
+        0,
+        "Add a random 0..N to each worker's `max_requests`, so workers are not all replaced "
+        "at once.",
+        flags=("--max-requests-jitter",),
+        metavar="N",
+    ),
+    Setting(
+        "worker_timeout",
+        PROCESSES,
+        seconds(allow_zero=True),
+        30.0,
+        "Kill and replace a worker stuck in one request (or silent) for more than this many "
+        "seconds; 0 disables.",
+        doc="Needs the master. Each worker's Rust core writes a heartbeat record every 250 ms "
+        "to a memory file shared with the master (no temp-file timestamps), from a thread "
+        "that needs no GIL. The master kills a worker whose oldest running request is older "
+        "than this, or whose heartbeat stopped, and logs the request line. It first sends "
+        "SIGABRT (the worker prints the Python traceback of every thread), then SIGKILL one "
+        "second later. A worker that does not start serving within this time after it was "
+        "forked counts as failing to boot. On the command line it is `--timeout`, as in "
+        "gunicorn; in config files the key is `worker_timeout`, because `timeout` in the seed "
+        "server's YAML files means `header_timeout`.",
+        flags=("-t", "--timeout"),
+        metavar="SECONDS",
+    ),
+    Setting(
+        "reload",
+        PROCESSES,
+        boolean,
+        False,
+        "Restart the workers when a Python file of the application changes (development).",
+        doc="The master checks, twice a second, the modification time of every module file "
+        "the workers imported (outside the standard library and site-packages) and of "
+        "`reload_extra_files`. On a change it reloads as on SIGHUP: new workers start with "
+        "freshly imported code, then the old ones stop. If the new code fails to import, the "
+        "old workers keep serving and the traceback is logged; the next change tries again. "
+        "Turns the master on.",
+        flags=("--reload",),
+        action="bool",
+        in_serve=False,
+    ),
+    Setting(
+        "reload_extra_files",
+        PROCESSES,
+        file_list,
+        (),
+        "Also reload when this file changes (templates, config); repeatable.",
+        doc="Only used with `reload`.",
+        flags=("--reload-extra-file",),
+        metavar="FILE",
+        action="append",
+        in_serve=False,
+        default_doc="none",
+    ),
+    Setting(
+        "pidfile",
+        PROCESSES,
+        optional_path,
+        None,
+        "Write the process id of the master (or of the single process) to this file.",
+        doc="The file is removed on exit. If it names a process that is still running, "
+        "`ferrule` refuses to start.",
+        flags=("-p", "--pid"),
+        metavar="FILE",
+        default_doc="none",
     ),
     Setting(
         "keep_alive",
@@ -373,9 +563,11 @@ SETTINGS: tuple[Setting, ...] = (
         TIMEOUTS,
         seconds(allow_zero=True),
         30.0,
-        "Seconds running requests get to finish after SIGTERM/SIGINT.",
-        doc="On SIGTERM or SIGINT the server stops accepting, lets requests in progress "
-        "finish for up to this long, then exits.",
+        "Seconds running requests get to finish after SIGTERM (and SIGHUP, for old workers).",
+        doc="On SIGTERM the server stops accepting, closes idle keep-alive connections, lets "
+        "requests in progress finish for up to this long, then exits. A single process "
+        "without a master treats SIGINT the same way; a master treats SIGINT and SIGQUIT as "
+        "a fast stop. A second SIGTERM during the wait stops at once.",
         flags=("--graceful-timeout",),
         metavar="SECONDS",
         core=True,
@@ -567,7 +759,14 @@ class Settings(Mapping[str, Any]):
 
 
 def defaults() -> dict[str, Any]:
-    return {s.name: s.default for s in SETTINGS}
+    """The default of every setting; ``default_env`` variables that are set take precedence."""
+    values = {s.name: s.default for s in SETTINGS}
+    for s in SETTINGS:
+        if s.default_env and os.environ.get(s.default_env, "").strip():
+            values[s.name] = check(
+                s.name, os.environ[s.default_env], f"environment variable {s.default_env}"
+            )
+    return values
 
 
 def resolve(layers: Sequence[Layer]) -> Settings:

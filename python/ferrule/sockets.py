@@ -149,12 +149,22 @@ def _inode(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def open_listeners(specs: list[str] | tuple[str, ...], backlog: int) -> list[Listener]:
-    """Open every bind spec in order; on failure close what was opened and raise BindError."""
+def open_listeners(
+    specs: list[str] | tuple[str, ...],
+    backlog: int,
+    reuse_port: bool = False,
+    listen: bool = True,
+) -> list[Listener]:
+    """Open every bind spec in order; on failure close what was opened and raise BindError.
+
+    ``reuse_port`` sets SO_REUSEPORT on TCP sockets; with ``listen=False`` TCP sockets are
+    only bound (a master holding the address for workers that open their own, see
+    ``reuse_port_twin``).
+    """
     listeners: list[Listener] = []
     try:
         for text in specs:
-            listeners.append(open_listener(parse_bind(text), backlog))
+            listeners.append(open_listener(parse_bind(text), backlog, reuse_port, listen))
     except BaseException:
         for lst in listeners:
             lst.close()
@@ -162,15 +172,43 @@ def open_listeners(specs: list[str] | tuple[str, ...], backlog: int) -> list[Lis
     return listeners
 
 
-def open_listener(spec: BindSpec, backlog: int) -> Listener:
+def open_listener(
+    spec: BindSpec, backlog: int, reuse_port: bool = False, listen: bool = True
+) -> Listener:
     if spec.kind == "unix":
         return Listener(spec, _unix_socket(spec, backlog), owns_path=True)
     if spec.kind == "fd":
         return Listener(spec, _fd_socket(spec))
-    return Listener(spec, _tcp_socket(spec, backlog))
+    return Listener(spec, _tcp_socket(spec, backlog, reuse_port, listen))
 
 
-def _tcp_socket(spec: BindSpec, backlog: int) -> socket.socket:
+def reuse_port_twin(listener: Listener, backlog: int) -> socket.socket:
+    """A new listening socket on the address of ``listener`` (a TCP socket bound with
+    SO_REUSEPORT): each worker calls this to get a socket of its own."""
+    family = listener.sock.family
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            v6only = listener.sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        sock.bind(listener.sock.getsockname())
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot bind {listener.spec} again: {exc.strerror or exc}") from exc
+    sock.set_inheritable(False)
+    return sock
+
+
+def is_tcp(listener: Listener) -> bool:
+    return listener.sock.family in (socket.AF_INET, socket.AF_INET6)
+
+
+def _tcp_socket(
+    spec: BindSpec, backlog: int, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
     try:
         infos = socket.getaddrinfo(
             spec.host or None, spec.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
@@ -181,8 +219,11 @@ def _tcp_socket(spec: BindSpec, backlog: int) -> socket.socket:
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(addr)
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise BindError(f"cannot bind {spec}: {exc.strerror or exc}") from exc

@@ -7,8 +7,9 @@ export PYO3_PYTHON := $(abspath $(VPY))
 PYLIBDIR = $(shell $(VPY) -c "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))")
 
 .PHONY: test venv develop fmt clippy cargo-test ruff stubtest docs-check pytest clean
+.PHONY: bench bench-smoke
 
-test: venv fmt clippy cargo-test develop ruff stubtest docs-check pytest
+test: venv fmt clippy cargo-test develop ruff stubtest docs-check pytest bench-smoke
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -32,8 +33,8 @@ cargo-test: venv
 	LD_LIBRARY_PATH=$(PYLIBDIR) cargo test
 
 ruff: venv
-	$(VENV)/bin/ruff check python tests examples scripts
-	$(VENV)/bin/ruff format --check python tests examples scripts
+	$(VENV)/bin/ruff check python tests examples scripts bench
+	$(VENV)/bin/ruff format --check python tests examples scripts bench
 
 stubtest: develop
 	$(VPY) -m mypy.stubtest ferrule._ferrule
@@ -43,6 +44,14 @@ docs-check: develop
 
 pytest: develop
 	$(VPY) -m pytest -q
+
+# The benchmark suite (docs/benchmarks.md): peers in bench/.venv-peers, needs wrk; takes ~30 min.
+bench: develop
+	$(VPY) bench/run.py --write-docs $(BENCH_ARGS)
+
+# A 1-second run of the suite (ferrule, hello): checks the suite works, never a speed.
+bench-smoke: develop
+	$(VPY) bench/run.py --smoke
 
 clean:
 	rm -rf $(VENV) target

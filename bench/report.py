@@ -171,9 +171,9 @@ def markdown(
         "Compare ratios within one run, never absolute numbers across runs or machines. Above "
         "~140k req/s one wrk thread is the bottleneck, so **CPU µs per request** (the server's "
         "own CPU time, all its processes and threads, per request answered) is the figure that "
-        "still separates servers. **Efficiency** is ferrule's CPU µs per request divided by the "
-        "most frugal peer's in the same workload (at any worker count): below 1.00, ferrule "
-        "spends less.",
+        "still separates servers. **Efficiency** is the most frugal peer's CPU µs per request "
+        "(same workload, any worker count) divided by ferrule's: above 1.00, ferrule spends "
+        "less.",
         "",
     ]
     if chart:

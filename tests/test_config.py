@@ -159,6 +159,7 @@ def test_core_config_has_every_key_the_rust_core_reads():
         "root_path",
         "multiprocess",
         "graceful_timeout",
+        "io_timeout",
         "errors",
     }
     assert conf["threads"] == 8 and conf["multiprocess"] is False

@@ -6,10 +6,9 @@ The apps are in tests/apps/hostile_slow.py; their iterables note close() in the 
 ``SLOW-CLOSE <token>``. Leaks are counted in /proc/<pid>/fd and /proc/<pid>/task of the
 server process. Every test is bounded in count and time and runs on loopback only.
 
-The timeouts for a stalled body and for a client that does not read are an internal 60 s
-today, not a setting: the tests for them use the setting the core already reads
-(`io_timeout`, so `--io-timeout`) and are marked xfail(strict) until it is declared in
-settings.py. `--max-connections` is treated the same way.
+The timeouts for a stalled body and for a client that does not read are `--io-timeout`.
+`--max-connections` is not a setting yet (the core refuses connections past its table
+instead of pausing accept): its test is marked xfail(strict) until it lands.
 """
 
 from __future__ import annotations
@@ -33,10 +32,6 @@ from hostile_client import (
     wait_for_log_after,
 )
 
-NO_IO_TIMEOUT = (
-    "--io-timeout is not a setting yet: the core reads `io_timeout` (60 s by default) but "
-    "settings.py does not declare it"
-)
 NO_MAX_CONNECTIONS = (
     "--max-connections is not a setting yet: the core reads `max_connections` but "
     "settings.py does not declare it"
@@ -160,7 +155,6 @@ def test_slowloris_1000_connections(start_server):
 # --- stalled bodies and clients that never read -----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=NO_IO_TIMEOUT)
 def test_stalled_body_times_out(start_server):
     s = start_server("--io-timeout", "1", "hostile_slow:app")
     with Client.to(s, 5) as c:
@@ -174,7 +168,6 @@ def test_stalled_body_times_out(start_server):
         assert time.monotonic() - t0 >= 0.9
 
 
-@pytest.mark.xfail(strict=True, reason=NO_IO_TIMEOUT)
 def test_client_that_never_reads_is_dropped(start_server):
     s = start_server("--io-timeout", "1", "--threads", "2", "hostile_slow:app")
     t = token()

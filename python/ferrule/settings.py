@@ -573,6 +573,19 @@ SETTINGS: tuple[Setting, ...] = (
         core=True,
     ),
     Setting(
+        "io_timeout",
+        TIMEOUTS,
+        seconds(allow_zero=False),
+        60.0,
+        "Seconds to wait for the next body bytes from a client, or for it to take response bytes.",
+        doc="A request body that stalls longer is refused with 408 (if nothing was sent yet) "
+        "and the connection closes; a client that stops reading the response is disconnected "
+        "(the app's iterable is still closed).",
+        flags=("--io-timeout",),
+        metavar="SECONDS",
+        core=True,
+    ),
+    Setting(
         "limit_request_line",
         LIMITS,
         integer(0, MAX_REQUEST_LINE, zero_means=MAX_REQUEST_LINE),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -192,16 +192,7 @@ def _run(inv: Invocation) -> int:
     logs.configure(s.log_level, s.access_log)
     if inv.check_config:
         return EXIT_OK
-    try:
-        server.run(app, s)
-    except _STARTUP_ERRORS as exc:
-        _fail(str(exc))
-        return EXIT_ERROR
-    except Exception:
-        sys.stderr.write(traceback.format_exc())
-        _fail("the server stopped with an error")
-        return EXIT_ERROR
-    return EXIT_OK
+    return _guarded(lambda: server.run(app, s), "the server")
 
 
 def _run_master(s: settings.Settings) -> int:
@@ -209,18 +200,29 @@ def _run_master(s: settings.Settings) -> int:
     assert s.wsgi_app is not None
     source = workers.AppSource(target=s.wsgi_app, preload=s.preload)
     try:
-        return workers.run(source, s)
+        return _guarded(lambda: workers.run(source, s), "the master")
     except loader.AppLoadError as exc:  # preload
         sys.stderr.write(exc.details)
         _fail(f"failed to load the application {s.wsgi_app!r}: {exc}")
         return EXIT_APP_LOAD
+
+
+def _guarded(run: Callable[[], int | None], what: str) -> int:
+    """Runs ``run`` and maps how it ends to an exit code: its own (or 0), 1 with a message
+    on a startup error (a bind failure, a missing core), 1 with the traceback on anything
+    else. Application load errors pass through to the caller."""
+    try:
+        code = run()
+    except loader.AppLoadError:
+        raise
     except _STARTUP_ERRORS as exc:
         _fail(str(exc))
         return EXIT_ERROR
     except Exception:
         sys.stderr.write(traceback.format_exc())
-        _fail("the master stopped with an error")
+        _fail(f"{what} stopped with an error")
         return EXIT_ERROR
+    return EXIT_OK if code is None else code
 
 
 def format_config(s: settings.Settings) -> str:

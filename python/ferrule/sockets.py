@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -186,20 +188,21 @@ def reuse_port_twin(listener: Listener, backlog: int) -> socket.socket:
     """A new listening socket on the address of ``listener`` (a TCP socket bound with
     SO_REUSEPORT): each worker calls this to get a socket of its own."""
     family = listener.sock.family
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def setup(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             v6only = listener.sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
-        sock.bind(listener.sock.getsockname())
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise BindError(f"cannot bind {listener.spec} again: {exc.strerror or exc}") from exc
-    sock.set_inheritable(False)
-    return sock
+
+    return _bound(
+        socket.socket(family, socket.SOCK_STREAM),
+        listener.sock.getsockname(),
+        backlog,
+        f"{listener.spec} again",
+        setup=setup,
+        reuse_addr=True,
+    )
 
 
 def is_tcp(listener: Listener) -> bool:
@@ -216,31 +219,48 @@ def _tcp_socket(
     except socket.gaierror as exc:
         raise BindError(f"cannot bind {spec}: cannot resolve host {spec.host!r}: {exc}") from exc
     family, type_, proto, _, addr = infos[0]
-    sock = socket.socket(family, type_, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def setup(sock: socket.socket) -> None:
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(addr)
-        if listen:
-            sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise BindError(f"cannot bind {spec}: {exc.strerror or exc}") from exc
-    sock.set_inheritable(False)
-    return sock
+
+    return _bound(
+        socket.socket(family, type_, proto),
+        addr,
+        backlog if listen else None,
+        str(spec),
+        setup=setup,
+        reuse_addr=True,
+    )
 
 
 def _unix_socket(spec: BindSpec, backlog: int) -> socket.socket:
     path = spec.path
     _remove_stale_unix_socket(spec)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    return _bound(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, backlog, str(spec))
+
+
+def _bound(
+    sock: socket.socket,
+    addr: Any,
+    backlog: int | None,
+    what: str,
+    setup: Callable[[socket.socket], None] | None = None,
+    reuse_addr: bool = False,
+) -> socket.socket:
+    """Binds ``sock`` to ``addr`` (after ``setup``) and listens unless ``backlog`` is None;
+    closes it and raises BindError naming ``what`` if that fails. Not inherited by exec."""
     try:
-        sock.bind(path)
-        sock.listen(backlog)
+        if reuse_addr:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if setup is not None:
+            setup(sock)
+        sock.bind(addr)
+        if backlog is not None:
+            sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise BindError(f"cannot bind {spec}: {exc.strerror or exc}") from exc
+        raise BindError(f"cannot bind {what}: {exc.strerror or exc}") from exc
     sock.set_inheritable(False)
     return sock
 

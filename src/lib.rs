@@ -1,11 +1,13 @@
 //! ferrule: a WSGI (PEP 3333) HTTP/1.1 server with a Rust core.
 //!
 //! Layers, one folder each: [`net`] (sockets, epoll), [`http`] (RFC 9112 parsing and
-//! framing), [`wsgi`] (the PEP 3333 bridge) and [`server`] (threads and connections).
+//! framing), [`wsgi`] (the PEP 3333 bridge), [`server`] (threads and connections) and
+//! [`supervise`] (what the Python master asks of Rust).
 
 pub mod http;
 pub mod net;
 pub mod server;
+pub mod supervise;
 pub mod wsgi;
 
 use pyo3::prelude::*;
@@ -17,5 +19,6 @@ fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::start_response::StartResponse>()?;
     m.add_class::<wsgi::input::InputStream>()?;
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
+    m.add_class::<supervise::files::FileWatch>()?;
     Ok(())
 }

@@ -7,6 +7,7 @@ loaded from a stale .pyc.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -122,3 +123,27 @@ def test_reload_extra_file(start_server, tmp_path):
     assert version_of(srv) == "first"
     (tmp_path / "version.txt").write_text("second")
     wait_until(lambda: version_of(srv) == "second", timeout=5.0, interval=0.05, what="reload")
+
+
+def test_reload_sees_an_editor_save_that_keeps_size_and_mtime(start_server, tmp_path):
+    """A rename-over save with the old size and times is invisible to stat() polling.
+
+    inotify on the directory reports the rename; and the master still runs no thread.
+    """
+    write_app(tmp_path, "one")
+    path = tmp_path / "reload_app.py"
+    srv = start_server("--reload", "reload_app:app", cwd=tmp_path, env=NO_PYC)
+    srv.wait_for_log(r"Ready: 1 workers serving")
+    assert version_of(srv) == "one"
+    before = path.stat()
+    swap = tmp_path / ".reload_app.py.swp"
+    swap.write_text(APP_SOURCE.format(version="owt"))  # same length as "one"
+    os.utime(swap, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(swap, path)
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    wait_until(lambda: version_of(srv) == "owt", timeout=2.0, interval=0.05, what="new code")
+    # The watch is on the directory: it survives the rename, so a second save is seen too.
+    write_app(tmp_path, "two")
+    wait_until(lambda: version_of(srv) == "two", timeout=2.0, interval=0.05, what="new code")
+    assert len(os.listdir(f"/proc/{srv.proc.pid}/task")) == 1, "the master started a thread"

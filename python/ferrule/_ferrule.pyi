@@ -1,9 +1,10 @@
 """Type stub for the Rust core (``ferrule._ferrule``); kept honest by mypy.stubtest."""
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, final
 
-__all__ = ["FileWrapper", "InputStream", "Server", "StartResponse", "__version__"]
+__all__ = ["FileWatch", "FileWrapper", "InputStream", "Server", "StartResponse", "__version__"]
 __version__: str
 
 @final
@@ -55,3 +56,15 @@ class FileWrapper:
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
     def close(self) -> None: ...
+
+@final
+class FileWatch:
+    """``--reload``: inotify on the directories of the watched files."""
+
+    def __new__(cls) -> FileWatch: ...
+    def add(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Watch more files; paths already watched are ignored."""
+    def changed(self) -> list[str]:
+        """The watched files changed since the last call (never blocks)."""
+    def fileno(self) -> int: ...
+    def __len__(self) -> int: ...

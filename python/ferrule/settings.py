@@ -500,9 +500,9 @@ SETTINGS: tuple[Setting, ...] = (
         boolean,
         False,
         "Restart the workers when a Python file of the application changes (development).",
-        doc="The master checks, twice a second, the modification time of every module file "
-        "the workers imported (outside the standard library and site-packages) and of "
-        "`reload_extra_files`. On a change it reloads as on SIGHUP: new workers start with "
+        doc="The master watches, with inotify, every module file the workers imported "
+        "(outside the standard library and site-packages) and `reload_extra_files`. When a "
+        "change has settled (0.1 s) it reloads as on SIGHUP: new workers start with "
         "freshly imported code, then the old ones stop. If the new code fails to import, the "
         "old workers keep serving and the traceback is logged; the next change tries again. "
         "Turns the master on.",

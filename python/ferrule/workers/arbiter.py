@@ -5,7 +5,8 @@ before it has started any thread of its own. Its signal handlers only append the
 queue (Python then writes a byte to the wake-up pipe); the main loop below wakes up, takes
 the signals off the queue and acts (logging from a handler once crashed gunicorn's master:
 issues #2564, #3198). The loop also wakes every ``TICK`` seconds to reap exited workers, read
-the heartbeat records, kill workers stuck past ``worker_timeout``, and poll ``--reload``.
+the heartbeat records and kill workers stuck past ``worker_timeout``; ``--reload``'s inotify
+descriptor wakes it too.
 
 | signal | the master |
 |---|---|
@@ -42,7 +43,7 @@ from ferrule.settings import Settings
 from ferrule.workers import systemd, worker
 from ferrule.workers.appsource import AppSource
 from ferrule.workers.heartbeat import HeartbeatFile
-from ferrule.workers.reloader import POLL_INTERVAL, FileWatcher
+from ferrule.workers.reloader import FileWatcher
 
 log = logging.getLogger(logs.ERROR_LOGGER)
 
@@ -103,7 +104,6 @@ class Arbiter:
         self.announced_ready = False
         self.signals: collections.deque[int] = collections.deque()
         self.watcher = FileWatcher(resolved.reload_extra_files) if resolved.reload else None
-        self.next_poll = 0.0
         self.listeners: list[sockets.Listener] = []
         self.heartbeat: HeartbeatFile | None = None
         self.wake_r = self.wake_w = -1
@@ -173,6 +173,8 @@ class Arbiter:
     def _wait(self) -> None:
         """Sleep until a signal, a message from a worker, or the next tick."""
         fds = [self.wake_r] + [w.status_fd for w in self.workers.values() if w.status_fd >= 0]
+        if self.watcher is not None:
+            fds.append(self.watcher.fileno())
         try:
             readable, _, _ = select.select(fds, [], [], TICK)
         except InterruptedError:
@@ -182,6 +184,8 @@ class Arbiter:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self.wake_r, 512):
                         pass
+            elif self.watcher is not None and fd == self.watcher.fileno():
+                self.watcher.collect(time.monotonic())
             else:
                 self._read_status(fd)
 
@@ -288,10 +292,9 @@ class Arbiter:
         self.reload_pending = False
 
     def _check_files(self, now: float) -> None:
-        if self.watcher is None or now < self.next_poll:
+        if self.watcher is None:
             return
-        self.next_poll = now + POLL_INTERVAL
-        changed = self.watcher.changed()
+        changed = self.watcher.settled(now)
         if changed:
             more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
             self._reload(f"{changed[0]} changed{more}")

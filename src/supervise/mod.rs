@@ -1,0 +1,4 @@
+//! Process supervision helpers the Python master uses (the master itself is
+//! `python/ferrule/workers/`).
+
+pub mod files;

@@ -160,9 +160,11 @@ def test_core_config_has_every_key_the_rust_core_reads():
         "multiprocess",
         "graceful_timeout",
         "io_timeout",
+        "max_connections",
         "errors",
     }
     assert conf["threads"] == 8 and conf["multiprocess"] is False
+    assert conf["max_connections"] > 0, "0 (the default) becomes a real limit"
     assert isinstance(conf["keep_alive"], float) and isinstance(conf["limit_request_body"], int)
 
 

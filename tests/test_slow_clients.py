@@ -17,6 +17,7 @@ import selectors
 import socket
 import statistics
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -30,11 +31,6 @@ from hostile_client import (
     request,
     wait_counts_at_most,
     wait_for_log_after,
-)
-
-NO_MAX_CONNECTIONS = (
-    "--max-connections is not a setting yet: the core reads `max_connections` but "
-    "settings.py does not declare it"
 )
 
 
@@ -370,7 +366,6 @@ def test_many_fields_within_the_ceiling_are_served(start_server):
 # --- connection limit -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=NO_MAX_CONNECTIONS)
 def test_max_connections_queues_the_rest(start_server):
     """With --max-connections 10 and 10 connections held, an 11th is not served until one
     of the 10 goes away; then it is."""
@@ -395,3 +390,28 @@ def test_validators_found_nothing(srv):
     """No validator finding, panic or leaked traceback of the checks in the shared server's
     log (runs last in this module)."""
     assert_no_findings(srv)
+
+
+def test_default_connection_limit_follows_the_open_files_limit(start_server):
+    """Under `ulimit -n 128`, 120 clients do not exhaust the file table: the default limit
+    (128 less a reserve of 32) leaves the rest queued, and each is served once others leave.
+
+    Without the limit, accept() fails with EMFILE and the queued clients are never served."""
+    command = ["prlimit", "--nofile=128:128", "--", sys.executable, "-m", "ferrule"]
+    s = start_server("--keep-alive", "30", "hostile_slow:app", command=command)
+    clients = [Client.to(s, 5) for _ in range(120)]
+    try:
+        for i, c in enumerate(clients):
+            c.send(request("GET", f"/c{i}"))
+        served = [c for c in clients[:96] if c.response().body.startswith(b"/c")]
+        assert len(served) == 96
+        assert all(c.silent_for(0.05) for c in clients[96:]), "served past the limit"
+        for c in clients[:96]:
+            c.close()
+        for i, c in enumerate(clients[96:], start=96):
+            assert c.response(timeout=5).body == f"/c{i}".encode()
+    finally:
+        for c in clients:
+            c.close()
+    assert "Too many open files" not in s.log
+    assert "96 connections open (max_connections)" in s.log

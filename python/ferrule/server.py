@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -69,6 +70,7 @@ def serve(app: Callable[..., Any], **kwargs: Any) -> None:
 def core_config(resolved: settings.Settings) -> dict[str, Any]:
     """The ``config`` dict ``_ferrule.Server`` reads: every ``core`` setting, plus extras."""
     conf: dict[str, Any] = {s.name: resolved[s.name] for s in settings.SETTINGS if s.core}
+    conf["max_connections"] = connection_limit(resolved.max_connections)
     conf["multiprocess"] = False
     conf["errors"] = logs.ErrorStream()
     return conf
@@ -120,16 +122,37 @@ def run(app: Callable[..., Any], resolved: settings.Settings) -> None:
         log.info("Shutting down")
 
 
+def raise_open_files_limit() -> None:
+    """Raise this process's soft open-files limit to its hard limit (each connection is a fd)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and soft != resource.RLIM_INFINITY:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def connection_limit(setting: int) -> int:
+    """``max_connections`` as the core gets it: ``0`` becomes the open-files limit less a
+    reserve of a tenth (at least 32) for the application's own files and sockets."""
+    if setting > 0:
+        return setting
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(1, soft - max(32, soft // 10))
+
+
 @contextlib.contextmanager
 def process_resources(
     resolved: settings.Settings, listen: bool = True
 ) -> Iterator[list[sockets.Listener]]:
-    """The umask, the pid file and the listening sockets of this process, cleaned up after.
+    """The open-files limit, the umask, the pid file and the listening sockets of this
+    process, cleaned up after.
 
     Used by the single process and by the master. The sockets are systemd's when it passed
     some (``LISTEN_FDS``), else the ``bind`` addresses; ``listen=False`` only binds TCP
     addresses (``reuse_port`` with workers: each worker listens on a socket of its own).
     """
+    raise_open_files_limit()
     if resolved.umask is not None:
         os.umask(resolved.umask)
     pidfile = PidFile(resolved.pidfile) if resolved.pidfile else None

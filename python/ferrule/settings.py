@@ -367,6 +367,22 @@ SETTINGS: tuple[Setting, ...] = (
         seed_key="backlog",
     ),
     Setting(
+        "max_connections",
+        SOCKET,
+        integer(0),
+        0,
+        "Open connections per process past which new ones wait in the listen backlog.",
+        doc="At the limit the server stops accepting: new connections wait in the kernel's "
+        "listen queue (`backlog`) until an open one closes, instead of failing on a full file "
+        "table. `0` derives it from the open-files limit (`ulimit -n`, which ferrule raises "
+        "to its hard limit at start), keeping a tenth (at least 32) for the application's own "
+        "files and sockets.",
+        flags=("--max-connections",),
+        metavar="N",
+        core=True,
+        default_doc="0 (from `ulimit -n`)",
+    ),
+    Setting(
         "reuse_port",
         SOCKET,
         boolean,

@@ -34,6 +34,8 @@ const LISTENER_BIT: u64 = 1 << 63;
 const HUP_BIT: u64 = 1 << 62;
 const NO_LEADER: usize = usize::MAX;
 const ACCEPT_BATCH: usize = 64;
+/// How often the "connection limit reached" warning may repeat.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// How often a stopping server looks at the connections it still has.
 const STOP_TICK: Duration = Duration::from_millis(20);
@@ -125,6 +127,10 @@ pub struct Shared {
     pub loggers: Loggers,
     next_sweep: Mutex<Instant>,
     listeners_closed: AtomicBool,
+    /// Accepting stopped at `max_connections`; the next slot released resumes it.
+    accept_paused: AtomicBool,
+    /// When the "connection limit reached" warning was last logged.
+    last_full_warning: Mutex<Option<Instant>>,
     /// When a graceful stop gives up on connections that have not sent a request.
     stop_deadline: OnceLock<Instant>,
 }
@@ -193,6 +199,8 @@ impl Shared {
             loggers,
             next_sweep: Mutex::new(Instant::now() + SWEEP_EVERY),
             listeners_closed: AtomicBool::new(false),
+            accept_paused: AtomicBool::new(false),
+            last_full_warning: Mutex::new(None),
             stop_deadline: OnceLock::new(),
         })
     }
@@ -302,6 +310,9 @@ impl Shared {
             return;
         }
         for _ in 0..ACCEPT_BATCH {
+            if self.at_connection_limit(py) {
+                return;
+            }
             let (sock, peer) = match listener.accept() {
                 Ok(v) => v,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -357,7 +368,47 @@ impl Shared {
                 g.take();
             }
         }
+        self.release_slot(index);
+    }
+
+    /// Backpressure: at `max_connections` open connections, stop accepting (new clients wait
+    /// in the listen backlog) until [`release_slot`](Self::release_slot) frees one.
+    fn at_connection_limit(&self, py: Python<'_>) -> bool {
+        if self.slots.live() < self.cfg.max_connections {
+            return false;
+        }
+        self.accept_paused.store(true, Ordering::Release);
+        // A slot released between the check and the store would not have seen the flag.
+        if self.slots.live() < self.cfg.max_connections
+            && self.accept_paused.swap(false, Ordering::AcqRel)
+        {
+            return false;
+        }
+        let now = Instant::now();
+        if let Ok(mut last) = self.last_full_warning.lock() {
+            if last.is_none_or(|t| now.duration_since(t) >= FULL_WARNING_EVERY) {
+                *last = Some(now);
+                let msg = format!(
+                    "{} connections open (max_connections): new connections wait in the \
+                     listen backlog",
+                    self.cfg.max_connections
+                );
+                self.loggers.log(py, "warning", &msg);
+            }
+        }
+        true
+    }
+
+    /// Frees a connection's slot; resumes accepting if the connection limit had paused it.
+    fn release_slot(&self, index: u32) {
         self.slots.release(index);
+        if self.accept_paused.swap(false, Ordering::AcqRel) {
+            if let Ok(mut q) = self.ready.lock() {
+                q.extend((0..self.listeners.len()).map(|i| LISTENER_BIT | i as u64));
+            }
+            // The leader may be blocked in epoll_wait: the queue is read when it wakes.
+            self.poller.wake();
+        }
     }
 
     /// Serves a connection that became ready, unless another thread holds it (then
@@ -388,7 +439,7 @@ impl Shared {
             if next == Next::Close {
                 guard.take();
                 drop(guard);
-                self.slots.release(index);
+                self.release_slot(index);
                 return;
             }
             drop(guard);
@@ -451,7 +502,7 @@ impl Shared {
                 }
                 guard.take();
                 drop(guard);
-                self.slots.release(index);
+                self.release_slot(index);
             }
         }
     }

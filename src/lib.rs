@@ -20,5 +20,6 @@ fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wsgi::input::InputStream>()?;
     m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     m.add_class::<supervise::files::FileWatch>()?;
+    m.add_function(wrap_pyfunction!(server::access::check_access_format, m)?)?;
     Ok(())
 }

@@ -155,12 +155,16 @@ def test_core_config_has_every_key_the_rust_core_reads():
         "limit_request_fields",
         "limit_request_field_size",
         "limit_request_body",
-        "access_log",
+        "access_logfile",
+        "access_logformat",
+        "access_log_python",
         "root_path",
         "multiprocess",
         "graceful_timeout",
         "io_timeout",
         "max_connections",
+        "forwarded_allow_ips",
+        "proxy_protocol",
         "errors",
     }
     assert conf["threads"] == 8 and conf["multiprocess"] is False

@@ -4,7 +4,15 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, final
 
-__all__ = ["FileWatch", "FileWrapper", "InputStream", "Server", "StartResponse", "__version__"]
+__all__ = [
+    "FileWatch",
+    "FileWrapper",
+    "InputStream",
+    "Server",
+    "StartResponse",
+    "__version__",
+    "check_access_format",
+]
 __version__: str
 
 @final
@@ -17,6 +25,11 @@ class Server:
     def run(self, wakeup_fd: int | None = None) -> None:
         """Serve until ``stop()``; Python signal handlers run when ``wakeup_fd`` is readable."""
     def stop(self, graceful: bool = True) -> None: ...
+    def reopen_logs(self) -> None:
+        """Open the access-log file again (SIGUSR1, after logrotate moved it)."""
+
+def check_access_format(spec: str) -> None:
+    """Raise ValueError if ``spec`` is not a valid access-log format."""
 
 @final
 class StartResponse:

@@ -11,13 +11,15 @@ cannot be bound), 2 for a usage or configuration error, 3 if a worker process fa
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 from ferrule import __version__, config, loader, logs, server, settings, sockets, workers
+from ferrule.hooks import HookError, Hooks
 from ferrule.workers import worker as worker_process
 from ferrule.workers.pidfile import PidFileError
 
@@ -27,7 +29,7 @@ EXIT_USAGE = 2
 EXIT_WORKER_BOOT = worker_process.EXIT_BOOT_FAILED  # 3
 EXIT_APP_LOAD = worker_process.EXIT_APP_LOAD  # 4
 
-_STARTUP_ERRORS = (sockets.BindError, server.CoreUnavailable, PidFileError)
+_STARTUP_ERRORS = (sockets.BindError, server.CoreUnavailable, PidFileError, HookError)
 
 DESCRIPTION = "Serve a WSGI application over HTTP/1.1."
 EPILOG = """\
@@ -49,6 +51,10 @@ class Invocation:
     app_dirs: tuple[str, ...] = ()
     check_config: bool = False
     print_config: bool = False
+    hooks: Hooks = field(default_factory=Hooks)
+    """Server hooks from a gunicorn-style Python config file."""
+    warnings: tuple[str, ...] = ()
+    """What the config file set that ferrule ignores (logged once logging is set up)."""
 
 
 class _ArgType:
@@ -134,6 +140,8 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
         given["bind"] = tuple(given["bind"])
     layers: list[settings.Layer] = []
     app_dirs: tuple[str, ...] = ()
+    hooks = Hooks()
+    warnings: tuple[str, ...] = ()
     try:
         for s in settings.SETTINGS:
             if s.action == "positional" and s.name in given:
@@ -142,6 +150,8 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
             file = config.load(given["config"])
             layers.append(file.layer())
             app_dirs = file.app_dirs
+            hooks = Hooks(file.hooks, file.path)
+            warnings = file.warnings
         layers.append(settings.Layer("", given, style="cli"))
         resolved = settings.resolve(layers)
     except settings.SettingError as exc:
@@ -151,7 +161,9 @@ def parse(argv: Sequence[str] | None = None) -> Invocation:
         parser.error(
             "no application given: pass TARGET (module:callable), or set 'app' in the config file"
         )
-    return Invocation(resolved, app_dirs, bool(ns.get("check_config")), print_config)
+    return Invocation(
+        resolved, app_dirs, bool(ns.get("check_config")), print_config, hooks, warnings
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -171,16 +183,32 @@ def _fail(message: str) -> None:
 def _run(inv: Invocation) -> int:
     s = inv.settings
     if inv.print_config:
+        for warning in inv.warnings:
+            sys.stderr.write(f"ferrule: warning: {warning}\n")
         sys.stdout.write(format_config(s))
         return EXIT_OK
-    logs.configure(s.log_level, s.access_log)
+    config.apply_env(s.raw_env)
+    try:
+        logs.setup(s)  # --log-config, --error-logfile: before the application is imported
+    except settings.SettingError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    for warning in inv.warnings:
+        logging.getLogger(logs.ERROR_LOGGER).warning("%s", warning)
     try:
         loader.prepare_import(s.chdir, s.pythonpath, inv.app_dirs)
     except OSError as exc:
         _fail(f"--chdir {s.chdir}: {exc.strerror or exc}")
         return EXIT_USAGE
     if workers.needs_master(s) and not inv.check_config:
-        return _run_master(s)
+        return _run_master(s, inv.hooks)
+    if not inv.check_config:
+        # A single process: on_starting comes before it imports the application.
+        try:
+            inv.hooks.starting(s, lambda: 1, master=False)
+        except HookError as exc:
+            _fail(str(exc))
+            return EXIT_ERROR
     try:
         app = loader.load_app(s.wsgi_app)
     except loader.AppLoadError as exc:
@@ -189,18 +217,18 @@ def _run(inv: Invocation) -> int:
         return EXIT_APP_LOAD
     # Again: the app's own logging setup may have disabled our loggers (dictConfig's
     # disable_existing_loggers).
-    logs.configure(s.log_level, s.access_log)
+    logs.configure(s.log_level, s.error_logfile, s.log_format)
     if inv.check_config:
         return EXIT_OK
-    return _guarded(lambda: server.run(app, s), "the server")
+    return _guarded(lambda: server.run(app, s, inv.hooks), "the server")
 
 
-def _run_master(s: settings.Settings) -> int:
+def _run_master(s: settings.Settings, hooks: Hooks) -> int:
     """A master and its workers; each worker imports the app (or the master, with preload)."""
     assert s.wsgi_app is not None
     source = workers.AppSource(target=s.wsgi_app, preload=s.preload)
     try:
-        return _guarded(lambda: workers.run(source, s), "the master")
+        return _guarded(lambda: workers.run(source, s, hooks), "the master")
     except loader.AppLoadError as exc:  # preload
         sys.stderr.write(exc.details)
         _fail(f"failed to load the application {s.wsgi_app!r}: {exc}")

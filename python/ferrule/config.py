@@ -1,4 +1,5 @@
-"""Config files: TOML, and YAML (which also understands the seed server's ``app.yaml`` keys).
+"""Config files: TOML, YAML (which also understands the seed server's ``app.yaml`` keys),
+and gunicorn's Python config files (``gunicorn_conf.py`` reads those).
 
 Keys are setting names from ``settings.py``, with dashes or underscores. The application may
 be given as ``app = "module:callable"`` (or ``wsgi_app``). YAML files may instead use the seed
@@ -19,15 +20,16 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from ferrule import loader
+from ferrule import gunicorn_conf, loader
 from ferrule.settings import SETTINGS, Layer, SettingError, check, normalize_key
 
 YAML_SUFFIXES = (".yaml", ".yml")
 TOML_SUFFIXES = (".toml",)
+PYTHON_SUFFIXES = (".py",)
 
 APP_LOC = "app_loc"
 APP_MODULE = "app_module"
@@ -58,11 +60,14 @@ class ConfigError(SettingError):
 
 @dataclass(frozen=True)
 class ConfigFile:
-    """What a config file sets: validated setting values, plus the seed's app location."""
+    """What a config file sets: validated setting values, plus the seed's app location, and
+    for a gunicorn Python file its server hooks and the warnings about what it ignored."""
 
     path: str
     values: Mapping[str, Any]
     app_dirs: tuple[str, ...] = ()
+    hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def layer(self) -> Layer:
         return Layer(self.path, self.values, style="config")
@@ -71,9 +76,16 @@ class ConfigFile:
 def load(path: str) -> ConfigFile:
     """Read and validate a config file; raise ConfigError naming the file and key on problems."""
     suffix = os.path.splitext(path)[1].lower()
+    if suffix in PYTHON_SUFFIXES:
+        try:
+            read = gunicorn_conf.load(path)
+        except SettingError as exc:
+            raise ConfigError(str(exc)) from None
+        return ConfigFile(path, read.values, hooks=read.hooks, warnings=read.warnings)
     if suffix not in TOML_SUFFIXES + YAML_SUFFIXES:
         raise ConfigError(
-            f"{path}: unsupported config file type {suffix or '(none)'!r}; use .toml, .yaml or .yml"
+            f"{path}: unsupported config file type {suffix or '(none)'!r}; "
+            "use .toml, .yaml, .yml or .py"
         )
     is_yaml = suffix in YAML_SUFFIXES
     try:
@@ -188,3 +200,10 @@ def _app_dirs(path: str, key: str, value: Any) -> tuple[str, ...]:
     if os.path.isfile(os.path.join(location, "__init__.py")):
         return (location, os.path.dirname(location))
     return (location,)
+
+
+def apply_env(raw_env: Iterable[str]) -> None:
+    """Set the ``raw_env`` variables (``KEY=VALUE``) in this process's environment."""
+    for item in raw_env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from ferrule import config, loader, logs, settings, sockets
+from ferrule.hooks import Hooks
 from ferrule.workers import systemd
 from ferrule.workers.pidfile import PidFile
 
@@ -53,24 +54,48 @@ def serve(app: Callable[..., Any], **kwargs: Any) -> None:
     """
     if not callable(app):
         raise TypeError(f"serve() needs a WSGI callable, got {type(app).__name__}")
-    values = settings.from_kwargs(kwargs)
+    serve_layer(app, settings.Layer("serve()", settings.from_kwargs(kwargs), style="kwarg"))
+
+
+def serve_layer(
+    app: Callable[..., Any],
+    layer: settings.Layer,
+    hooks: Mapping[str, Callable[..., Any]] | None = None,
+    warnings: tuple[str, ...] = (),
+) -> None:
+    """``serve()`` once its keywords are validated into ``layer`` (the PasteDeploy runner
+    comes here too, with server ``hooks`` of its own and ``warnings`` to log): read the
+    ``config`` file it names, set ``raw_env``, set up logging, then ``run()`` with the
+    server hooks."""
     layers = []
     app_dirs: tuple[str, ...] = ()
-    if values.get("config"):
-        file = config.load(values["config"])
+    funcs: dict[str, Callable[..., Any]] = {}
+    source = layer.source
+    if layer.values.get("config"):
+        file = config.load(layer.values["config"])
         layers.append(file.layer())
         app_dirs = file.app_dirs
-    layers.append(settings.Layer("serve()", values, style="kwarg"))
+        funcs.update(file.hooks)
+        source = file.path if not hooks else f"{file.path}, {layer.source}"
+        warnings = file.warnings + warnings
+    funcs.update(hooks or {})
+    run_hooks = Hooks(funcs, source)
+    layers.append(layer)
     resolved = settings.resolve(layers)
-    logs.configure(resolved.log_level, resolved.access_log)
+    config.apply_env(resolved.raw_env)
+    logs.setup(resolved)
+    for warning in warnings:
+        log.warning("%s", warning)
     loader.prepare_import(resolved.chdir, resolved.pythonpath, app_dirs)
-    run(app, resolved)
+    run(app, resolved, run_hooks)
 
 
 def core_config(resolved: settings.Settings) -> dict[str, Any]:
     """The ``config`` dict ``_ferrule.Server`` reads: every ``core`` setting, plus extras."""
     conf: dict[str, Any] = {s.name: resolved[s.name] for s in settings.SETTINGS if s.core}
     conf["max_connections"] = connection_limit(resolved.max_connections)
+    conf["access_logfile"] = resolved.access_logfile or ("-" if resolved.access_log else None)
+    conf["access_log_python"] = logs.access_has_user_handler()
     conf["multiprocess"] = False
     conf["errors"] = logs.ErrorStream()
     return conf
@@ -88,28 +113,35 @@ def import_core() -> ModuleType:
     return _ferrule
 
 
-def run(app: Callable[..., Any], resolved: settings.Settings) -> None:
+def run(
+    app: Callable[..., Any], resolved: settings.Settings, run_hooks: Hooks | None = None
+) -> None:
     """Bind, serve until stopped by a signal, then close the sockets.
 
     Raises ``sockets.BindError`` if an address cannot be bound, ``PidFileError`` if the pid
-    file cannot be written. With settings that ask for a master, the workers serve ``app``
-    (forked from this process) and RuntimeError is raised if they cannot start.
+    file cannot be written, ``HookError`` if a server hook that must not fail did. With
+    settings that ask for a master, the workers serve ``app`` (forked from this process) and
+    RuntimeError is raised if they cannot start.
     """
     from ferrule import workers
 
+    run_hooks = run_hooks if run_hooks is not None else Hooks()
     if workers.needs_master(resolved):
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("serve() with worker processes must be called from the main thread")
-        code = workers.run(workers.AppSource.fixed(app), resolved)
+        code = workers.run(workers.AppSource.fixed(app), resolved, run_hooks)
         if code != 0:
             raise RuntimeError(f"the worker processes failed to start (exit code {code})")
         return
     core = import_core()
+    run_hooks.starting(resolved, lambda: 1, master=False)  # once: the CLI may have called it
     with process_resources(resolved) as listeners:
-        server = core.Server(app, [lst.fileno() for lst in listeners], core_config(resolved))
+        worker = run_hooks.single_worker(listeners)
+        served = run_hooks.wrap(app, worker)
+        server = core.Server(served, [lst.fileno() for lst in listeners], core_config(resolved))
         others: dict[int, SignalHandler] = {
             signal.SIGHUP: _hup_needs_master,
-            signal.SIGUSR1: _reopen_logs,
+            signal.SIGUSR1: reopen_logs(server),
         }
         # Handlers first: whoever reads "Listening at" may send a signal at once.
         with stop_on_signals(server, on_stop=_notify_stopping, others=others) as wakeup_fd:
@@ -117,9 +149,19 @@ def run(app: Callable[..., Any], resolved: settings.Settings) -> None:
             log.info("Using %d threads", resolved.threads)
             for lst in listeners:
                 log.info("Listening at: %s", lst.url)
+            run_hooks.ready(listeners)
+            run_hooks.post_worker_init(worker, app)
+            # The core holds dups: once it closes them at a stop, the sockets close (new
+            # connections are refused rather than left in a backlog nobody accepts from).
+            for lst in listeners:
+                lst.close_fd()
             systemd.notify("READY=1")
-            server.run(wakeup_fd)
+            try:
+                server.run(wakeup_fd)
+            finally:
+                run_hooks.worker_exit(worker)
         log.info("Shutting down")
+    run_hooks.exit()
 
 
 def raise_open_files_limit() -> None:
@@ -184,8 +226,17 @@ def _hup_needs_master(signum: int, frame: Any) -> None:
     log.warning("SIGHUP ignored: reloading needs a master process (--master, or --workers above 1)")
 
 
-def _reopen_logs(signum: int, frame: Any) -> None:
-    logs.reopen_files()
+def reopen_logs(server: Any) -> SignalHandler:
+    """The SIGUSR1 handler: reopen the Python log files and the core's access log."""
+
+    def handler(signum: int, frame: Any) -> None:
+        logs.reopen_files()
+        try:
+            server.reopen_logs()
+        except OSError as exc:
+            log.error("SIGUSR1: could not reopen the access log: %s", exc)
+
+    return handler
 
 
 @contextlib.contextmanager

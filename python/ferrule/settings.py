@@ -8,6 +8,7 @@ must see it, mark it ``core=True`` (and teach the core to read that key).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -246,16 +247,74 @@ def target(value: Any) -> str | None:
     return text.strip()
 
 
+def address_list(value: Any) -> tuple[str, ...]:
+    """IP addresses and CIDR networks, or ``*``: a list, or one comma-separated string."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    items = tuple(v.strip() for v in _string_list(value, "an IP address or network"))
+    for item in items:
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address, a CIDR network or '*'") from None
+    return items
+
+
+def env_list(value: Any) -> tuple[str, ...]:
+    """``KEY=VALUE`` strings: one, or a list (as gunicorn's ``raw_env``)."""
+    items = tuple(_string_list(value, "a KEY=VALUE string"))
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+    return items
+
+
+def log_file(value: Any) -> str:
+    """A log file path, or ``-`` for stderr."""
+    path = string(value).strip()
+    if not path:
+        raise ValueError("expected a file path or '-' (stderr), got an empty string")
+    return path
+
+
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+"""gunicorn's default access-log format."""
+
+
+def access_format(value: Any) -> str:
+    spec = string(value)
+    try:
+        from ferrule import _ferrule
+    except ImportError:  # the core is checked (and reported) when the server starts
+        return spec
+    _ferrule.check_access_format(spec)
+    return spec
+
+
+LOG_CONFIG_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
+
+
+def log_config_file(value: Any) -> str | None:
+    """A ``logging.config.dictConfig`` file; its suffix says how to read it."""
+    path = optional_path(value)
+    if path is not None and os.path.splitext(path)[1].lower() not in LOG_CONFIG_SUFFIXES:
+        raise ValueError(f"{path!r}: expected a .json, .toml, .yaml or .yml file")
+    return path
+
+
 APP = "Application"
 SOCKET = "Server socket"
 THREADS = "Threads"
 PROCESSES = "Worker processes"
 TIMEOUTS = "Timeouts"
 LIMITS = "Request limits"
+PROXIES = "Proxies"
 LOGGING = "Logging"
 CONFIG = "Config file"
 
-SECTIONS = (CONFIG, APP, SOCKET, THREADS, PROCESSES, TIMEOUTS, LIMITS, LOGGING)
+SECTIONS = (CONFIG, APP, SOCKET, PROXIES, THREADS, PROCESSES, TIMEOUTS, LIMITS, LOGGING)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -263,10 +322,14 @@ SETTINGS: tuple[Setting, ...] = (
         CONFIG,
         optional_path,
         None,
-        "Read settings from this TOML or YAML file.",
-        doc="The format follows the extension: `.toml` or `.yaml`/`.yml`. Keys are setting "
-        "names (dashes or underscores). Options given on the command line override the file. "
-        "See [Config files](#config-files) below.",
+        "Read settings from this TOML, YAML or gunicorn-style Python file.",
+        doc="The format follows the extension: `.toml`, `.yaml`/`.yml`, or `.py`. In TOML and "
+        "YAML files keys are setting names (dashes or underscores). A `.py` file is run as "
+        "gunicorn runs its config files: its top-level names that are gunicorn settings are "
+        "used (`timeout`, `keepalive`, `preload_app`, ...), and its server hooks "
+        "(`on_starting`, `post_fork`, `pre_request`, ...) are called; see "
+        "[migrating](migrating.md#gunicorn). Options given on the command line override the "
+        "file. See [Config files](#config-files) below.",
         flags=("-c", "--config"),
         metavar="FILE",
         in_config=False,
@@ -314,6 +377,21 @@ SETTINGS: tuple[Setting, ...] = (
         doc="In a config file this may also be a list of strings.",
         flags=("--pythonpath",),
         metavar="DIRS",
+        default_doc="none",
+    ),
+    Setting(
+        "raw_env",
+        APP,
+        env_list,
+        (),
+        "Set an environment variable, `KEY=VALUE`, before the application loads; repeatable.",
+        doc="As gunicorn's `-e/--env` and `raw_env`: the variables are set in ferrule's own "
+        "environment (so the workers inherit them) before the application is imported and "
+        "before the server hooks run. In a config file it is a list of strings, e.g. "
+        '`raw_env = ["DJANGO_SETTINGS_MODULE=mysite.settings", "MODE=prod"]`.',
+        flags=("-e", "--env"),
+        metavar="KEY=VALUE",
+        action="append",
         default_doc="none",
     ),
     Setting(
@@ -381,6 +459,39 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
         core=True,
         default_doc="0 (from `ulimit -n`)",
+    ),
+    Setting(
+        "forwarded_allow_ips",
+        PROXIES,
+        address_list,
+        ("127.0.0.1", "::1"),
+        "Proxies (IPs, CIDR networks, or `*`) whose forwarding headers are believed.",
+        doc="From these peers, and from any peer on a unix socket, `Forwarded` (RFC 7239) or "
+        "else `X-Forwarded-For` / `X-Forwarded-Proto` set `REMOTE_ADDR` and "
+        "`wsgi.url_scheme`. The client is the rightmost address in the chain that is not "
+        "itself in this list (the entries a client wrote itself, at the left, are not "
+        "believed). From other peers the headers change nothing (the application still "
+        "sees them as `HTTP_X_FORWARDED_FOR` and so on). The same list says who may send a "
+        "PROXY protocol header (`proxy_protocol`). Comma-separated on the command line.",
+        flags=("--forwarded-allow-ips",),
+        metavar="IPS",
+        core=True,
+        default_env="FORWARDED_ALLOW_IPS",
+    ),
+    Setting(
+        "proxy_protocol",
+        PROXIES,
+        boolean,
+        False,
+        "Every connection starts with a PROXY protocol header (v1 or v2), as HAProxy's "
+        "`send-proxy` sends.",
+        doc="The header's client address becomes `REMOTE_ADDR` / `REMOTE_PORT`. A connection "
+        "whose header is missing or malformed, or that comes from a peer not in "
+        "`forwarded_allow_ips`, is closed (and logged). v2 `LOCAL` (health checks) and v1 "
+        "`UNKNOWN` keep the real peer's address.",
+        flags=("--proxy-protocol",),
+        action="bool",
+        core=True,
     ),
     Setting(
         "reuse_port",
@@ -665,21 +776,102 @@ SETTINGS: tuple[Setting, ...] = (
         choice(*LOG_LEVELS),
         "info",
         "Level of the error log: " + ", ".join(LOG_LEVELS) + ".",
-        doc="The error log goes to stderr through the Python logger `ferrule.error`; the "
-        "application's `wsgi.errors` stream writes to it at level `ERROR`.",
+        doc="The error log goes through the Python logger `ferrule.error` (to stderr, or to "
+        "`error_logfile`); the application's `wsgi.errors` stream writes to it at level "
+        "`ERROR`.",
         flags=("--log-level",),
         metavar="LEVEL",
+    ),
+    Setting(
+        "error_logfile",
+        LOGGING,
+        log_file,
+        "-",
+        "Write the error log to this file; `-` means stderr.",
+        doc="As gunicorn's `--error-logfile`/`--log-file`. The file is opened in append mode "
+        "(a relative path is relative to the directory ferrule was started in), and reopened "
+        "on SIGUSR1, after logrotate has moved it. It is ferrule's own handler on the logger "
+        "`ferrule.error`: if `log_config` (or the application's own logging setup) gives "
+        "`ferrule` or `ferrule.error` handlers, those are used instead and this setting is "
+        "ignored (with a warning, when `log_config` did it). Given a file, the error log goes "
+        "there even when the root logger has handlers; with `-`, an application that set up "
+        "the root logger before ferrule did keeps receiving ferrule's records instead.",
+        flags=("--error-logfile", "--log-file"),
+        metavar="FILE",
+        default_doc="`-` (stderr)",
+    ),
+    Setting(
+        "log_format",
+        LOGGING,
+        choice("text", "json"),
+        "text",
+        "Format of ferrule's error log lines: `text` or `json` (one JSON object per line).",
+        doc="`json` writes objects with the keys `timestamp` (ISO 8601, local time with its "
+        "offset), `level`, `logger`, `pid`, `message`, and `exc_info` (the formatted "
+        "traceback) when there is one. It applies to ferrule's own error-log handler (stderr "
+        "or `error_logfile`); in a `log_config` file, use the same format with "
+        '`"()": "ferrule.logs.JsonFormatter"` as a formatter.',
+        flags=("--log-format",),
+        metavar="FORMAT",
+    ),
+    Setting(
+        "log_config",
+        LOGGING,
+        log_config_file,
+        None,
+        "Configure Python logging from this `logging.config.dictConfig` file (JSON, TOML or YAML).",
+        doc="The format follows the extension: `.json`, `.toml`, or `.yaml`/`.yml`. The file "
+        "holds the dictionary `logging.config.dictConfig` takes, as Django's `LOGGING` "
+        "setting does (`version: 1` is assumed when missing). It is applied before the "
+        "application is imported, in the master before any worker is forked. ferrule logs "
+        "through the loggers `ferrule.error` and `ferrule.access`, so the file can send them "
+        "anywhere, e.g. `ferrule.error` to a `logging.FileHandler`. `FileHandler`s it creates "
+        "are reopened on SIGUSR1. An unreadable or invalid file stops ferrule with exit code "
+        "2.",
+        flags=("--log-config",),
+        metavar="FILE",
+        default_doc="none",
+    ),
+    Setting(
+        "access_logfile",
+        LOGGING,
+        optional_path,
+        None,
+        "Write one line per request (and per refused request) to this file; `-` is stdout.",
+        doc="The Rust core formats and writes the lines itself, a few KiB at a time (whole "
+        "lines, so workers sharing the file or stdout never interleave), with no Python call "
+        "per request. SIGUSR1 reopens the file. Lines also go to the Python logger "
+        "`ferrule.access` (at INFO) when that logger has a handler of your own, from "
+        "`log_config` or the application's logging setup; with such a handler and no "
+        "`access_logfile`, the logger is the only destination.",
+        flags=("--access-logfile",),
+        metavar="FILE",
+        default_doc="none",
     ),
     Setting(
         "access_log",
         LOGGING,
         boolean,
         False,
-        "Log one line per request to stdout.",
-        doc="Lines go through the Python logger `ferrule.access` at level `INFO`, whatever "
-        "`log_level` says.",
+        "Log one line per request to stdout (short for `--access-logfile -`).",
         flags=("--access-log",),
         action="bool",
+    ),
+    Setting(
+        "access_logformat",
+        LOGGING,
+        access_format,
+        ACCESS_LOG_FORMAT,
+        "The access-log line, with gunicorn's atoms.",
+        doc="Atoms are written `%(name)s`: `h` remote address, `l` `-`, `u` user (HTTP Basic), "
+        "`t` time, `r` request line, `m` method, `U` path, `q` query string, `H` protocol, "
+        "`s` status, `B` response bytes, `b` the same or `-`, `f` Referer, `a` User-Agent, "
+        "`T` seconds, `M` milliseconds, `D` microseconds, `L` decimal seconds, `p` `<pid>`, "
+        "`{Header}i` a request header, `{Header}o` a response header, `{key}e` a WSGI "
+        "environ key (e.g. `%({wsgi.url_scheme}e)s`). `%%` is a `%`. Values from the client "
+        'are escaped (`\\"` and `\\xHH`), so they cannot forge a line.',
+        flags=("--access-logformat",),
+        metavar="FORMAT",
         core=True,
     ),
 )

@@ -133,6 +133,11 @@ class Listener:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def close_fd(self) -> None:
+        """Close this process's descriptor only (the core holds a dup of its own, or a stop
+        begins); ``close()`` still removes the unix socket file later."""
+        self.sock.close()
+
     def close(self) -> None:
         """Close the socket; remove the unix socket file if it is still the one we made."""
         self.sock.close()

@@ -4,6 +4,8 @@
 pub mod chunked;
 pub mod date;
 pub mod error;
+pub mod forwarded;
 pub mod head;
 pub mod percent;
+pub mod proxy;
 pub mod response;

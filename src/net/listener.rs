@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::socket::{dup_cloexec, set_nonblocking, Socket};
 
@@ -33,10 +34,11 @@ impl Peer {
     }
 }
 
-/// One listening socket, owned (a dup of the fd Python gave us).
+/// One listening socket, owned (a dup of the fd Python gave us) until [`Listener::close`].
 #[derive(Debug)]
 pub struct Listener {
-    sock: Socket,
+    /// -1 once closed.
+    fd: AtomicI32,
     /// `SERVER_NAME` default (used when the request has no Host header).
     pub server_name: String,
     /// `SERVER_PORT`.
@@ -70,7 +72,7 @@ impl Listener {
     /// Wraps a dup of `fd`, which must be a listening stream socket.
     pub fn from_fd(fd: RawFd) -> io::Result<Listener> {
         let own = dup_cloexec(fd)?;
-        let sock = Socket::from_raw(own);
+        let sock = Socket::from_raw(own); // closes the dup if we fail below
         set_nonblocking(own)?;
         // SAFETY: zeroed sockaddr_storage is a valid out-buffer for getsockname.
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -91,8 +93,9 @@ impl Listener {
             }
             None => ("localhost".to_string(), String::new(), true),
         };
+        std::mem::forget(sock);
         Ok(Listener {
-            sock,
+            fd: AtomicI32::new(own),
             server_name,
             server_port,
             is_unix,
@@ -100,7 +103,17 @@ impl Listener {
     }
 
     pub fn fd(&self) -> RawFd {
-        self.sock.fd()
+        self.fd.load(Ordering::Acquire)
+    }
+
+    /// Closes this process's descriptor: once no process holds the socket, the kernel refuses
+    /// new connections (rather than completing handshakes nobody will accept).
+    pub fn close(&self) {
+        let fd = self.fd.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            // SAFETY: we owned `fd`, and the swap makes this the only close.
+            unsafe { libc::close(fd) };
+        }
     }
 
     /// Accepts one connection (non-blocking, close-on-exec); `WouldBlock` when none waits.
@@ -111,7 +124,7 @@ impl Listener {
         loop {
             let fd = unsafe {
                 libc::accept4(
-                    self.sock.fd(),
+                    self.fd(),
                     &mut storage as *mut _ as *mut libc::sockaddr,
                     &mut len,
                     libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
@@ -132,5 +145,11 @@ impl Listener {
             };
             return Ok((Socket::from_raw(fd), peer));
         }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -3,6 +3,7 @@
 //! Everything that touches a file descriptor through `libc` lives here, so the
 //! rest of the crate works with safe wrappers.
 
+pub mod allow;
 pub mod event;
 pub mod listener;
 pub mod poller;

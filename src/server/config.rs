@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::http::head::Limits;
+use crate::net::allow::AllowList;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -20,8 +21,17 @@ pub struct Config {
     /// Waiting for a body byte or for the client to take response bytes.
     pub io_timeout: Duration,
     pub limits: Limits,
-    pub access_log: bool,
+    /// The access log's file (`-`: stdout), written by Rust; `None`: no such file.
+    pub access_logfile: Option<String>,
+    /// gunicorn-style format of an access-log line.
+    pub access_logformat: String,
+    /// Also send access lines to the `ferrule.access` logger (it has a user handler).
+    pub access_log_python: bool,
     pub root_path: String,
+    /// Peers whose forwarding headers (and PROXY protocol headers) are believed.
+    pub forwarded_allow: AllowList,
+    /// Every connection starts with a PROXY protocol header.
+    pub proxy_protocol: bool,
     pub multiprocess: bool,
     pub max_connections: usize,
     /// Stop gracefully after this many requests (0: never); the supervisor recycles.
@@ -39,8 +49,12 @@ impl Default for Config {
             graceful_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(60),
             limits: Limits::default(),
-            access_log: false,
+            access_logfile: None,
+            access_logformat: crate::server::access::format::DEFAULT.to_string(),
+            access_log_python: false,
             root_path: String::new(),
+            forwarded_allow: AllowList::default(),
+            proxy_protocol: false,
             multiprocess: false,
             max_connections: 1 << 20,
             max_requests: 0,
@@ -92,8 +106,17 @@ impl Config {
                 field_size: get(d, "limit_request_field_size", def.limits.field_size)?,
                 body: get(d, "limit_request_body", def.limits.body)?,
             },
-            access_log: get(d, "access_log", false)?,
+            access_logfile: get(d, "access_logfile", None)?,
+            access_logformat: get(d, "access_logformat", def.access_logformat)?,
+            access_log_python: get(d, "access_log_python", false)?,
             root_path: root_path.trim_end_matches('/').to_string(),
+            forwarded_allow: AllowList::parse(&get::<Vec<String>>(
+                d,
+                "forwarded_allow_ips",
+                vec![],
+            )?)
+            .map_err(|e| PyValueError::new_err(format!("setting forwarded_allow_ips: {e}")))?,
+            proxy_protocol: get(d, "proxy_protocol", false)?,
             multiprocess: get(d, "multiprocess", false)?,
             max_connections: get(d, "max_connections", def.max_connections)?,
             max_requests: get(d, "max_requests", 0)?,

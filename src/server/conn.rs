@@ -3,15 +3,18 @@
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use super::access::format::Record;
 use super::pool::{Shared, ThreadCtx};
 use crate::http::date;
 use crate::http::error::HttpError;
 use crate::http::head::{self, Framing, Head};
+use crate::http::{forwarded, proxy};
 use crate::net::socket::{self, Socket};
 use crate::wsgi::app;
 use crate::wsgi::input::{blocking_wait as read_wait, BodyReader, InputStream};
@@ -34,6 +37,10 @@ pub struct Conn {
     pub listener: usize,
     pub remote_addr: Py<PyString>,
     pub remote_port: Py<PyString>,
+    /// The client's IP address (after a PROXY header); `None` on a unix socket.
+    pub peer_ip: Option<IpAddr>,
+    /// A PROXY protocol header is expected before the first request.
+    pub proxy_pending: bool,
     pub buf: Vec<u8>,
     pub pos: usize,
     /// The last read came back short: no more data until the next epoll edge.
@@ -61,12 +68,15 @@ impl Conn {
         listener: usize,
         remote_addr: Py<PyString>,
         remote_port: Py<PyString>,
+        peer_ip: Option<IpAddr>,
     ) -> Conn {
         Conn {
             sock,
             listener,
             remote_addr,
             remote_port,
+            peer_ip,
+            proxy_pending: false,
             buf: Vec::new(),
             pos: 0,
             drained: false,
@@ -171,7 +181,10 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
     }
     let limits = shared.cfg.limits;
     loop {
-        if conn.pos < conn.buf.len() {
+        if conn.proxy_pending && conn.pos < conn.buf.len() && !take_proxy_header(py, shared, conn) {
+            return Next::Close;
+        }
+        if conn.pos < conn.buf.len() && !conn.proxy_pending {
             let mut stack: [MaybeUninit<httparse::Header<'_>>; 128] =
                 [const { MaybeUninit::uninit() }; 128];
             let mut heap: Vec<MaybeUninit<httparse::Header<'_>>>;
@@ -233,6 +246,39 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
     }
 }
 
+/// Reads the PROXY protocol header once it is complete (`--proxy-protocol`); false if the
+/// connection must close: a malformed header, or one from a peer that is not trusted.
+fn take_proxy_header(py: Python<'_>, shared: &Shared, conn: &mut Conn) -> bool {
+    let refuse = |why: &str| {
+        let msg = format!(
+            "Closed a connection from {}: {why}",
+            conn.remote_addr.bind(py)
+        );
+        shared.loggers.log(py, "warning", &msg);
+        false
+    };
+    if conn
+        .peer_ip
+        .is_some_and(|ip| !shared.cfg.forwarded_allow.contains(ip))
+    {
+        return refuse("a PROXY protocol header from a peer not in forwarded_allow_ips");
+    }
+    match proxy::parse(&conn.buf[conn.pos..]) {
+        Ok(None) => true,
+        Err(e) => refuse(e.0),
+        Ok(Some((source, len))) => {
+            conn.pos += len;
+            conn.proxy_pending = false;
+            if let proxy::Source::Client(addr) = source {
+                conn.remote_addr = PyString::new(py, &addr.ip().to_string()).unbind();
+                conn.remote_port = PyString::new(py, &addr.port().to_string()).unbind();
+                conn.peer_ip = Some(addr.ip());
+            }
+            true
+        }
+    }
+}
+
 fn park_deadline(shared: &Shared, conn: &mut Conn) {
     conn.shrink_idle();
     if conn.deadline.is_some() {
@@ -267,13 +313,52 @@ fn header<'b>(h: &Head<'_, 'b>, name: &str) -> Option<&'b [u8]> {
 struct Prepared<'py> {
     environ: Bound<'py, pyo3::types::PyDict>,
     line: String,
-    access: Option<(Option<String>, Option<String>)>,
+    access: Option<Captured<'py>>,
     framing: Framing,
     head_only: bool,
     http11: bool,
     keep_alive: bool,
     expect_continue: bool,
     head_len: usize,
+}
+
+/// What the access-log line needs from the request, taken before the app runs.
+struct Captured<'py> {
+    start: Instant,
+    /// The client's address from a trusted proxy's headers.
+    client: Option<String>,
+    /// Values of the format's request headers, in its order.
+    headers: Vec<Option<Vec<u8>>>,
+    environ: Option<Bound<'py, pyo3::types::PyDict>>,
+}
+
+/// Applies a trusted proxy's `Forwarded` / `X-Forwarded-*` headers to `REMOTE_ADDR` and
+/// `wsgi.url_scheme`; returns the client address it set. Peers on a unix socket are trusted
+/// (only a local proxy can reach one), as in gunicorn.
+fn forwarded(
+    py: Python<'_>,
+    shared: &Shared,
+    conn: &Conn,
+    h: &Head<'_, '_>,
+    environ: &Bound<'_, pyo3::types::PyDict>,
+) -> PyResult<Option<String>> {
+    let trusted = &shared.cfg.forwarded_allow;
+    if trusted.is_empty() || conn.peer_ip.is_some_and(|ip| !trusted.contains(ip)) {
+        return Ok(None);
+    }
+    let headers = h.headers.iter().map(|f| (f.name, f.value));
+    let Some(client) = forwarded::client(headers, trusted) else {
+        return Ok(None);
+    };
+    if let Some(scheme) = client.scheme {
+        environ.set_item(pyo3::intern!(py, "wsgi.url_scheme"), scheme)?;
+    }
+    let Some(ip) = client.addr else {
+        return Ok(None);
+    };
+    let ip = ip.to_string();
+    environ.set_item(pyo3::intern!(py, "REMOTE_ADDR"), &ip)?;
+    Ok(Some(ip))
 }
 
 /// Builds the environ and copies what the exchange needs; `None` if it failed (logged).
@@ -287,10 +372,11 @@ fn prepare<'py>(
     shared.admit();
     let remote_addr = conn.remote_addr.bind(py);
     let remote_port = conn.remote_port.bind(py);
-    let environ = match shared
+    let built = shared
         .environ
         .build(py, conn.listener, h, remote_addr, remote_port)
-    {
+        .and_then(|env| Ok((forwarded(py, shared, conn, h, &env)?, env)));
+    let (client, environ) = match built {
         Ok(e) => e,
         Err(e) => {
             shared
@@ -301,14 +387,16 @@ fn prepare<'py>(
         }
     };
     Some(Prepared {
-        environ,
         line: request_line(h, line),
-        access: shared.cfg.access_log.then(|| {
-            (
-                header(h, "referer").map(|v| String::from_utf8_lossy(v).into_owned()),
-                header(h, "user-agent").map(|v| String::from_utf8_lossy(v).into_owned()),
-            )
+        access: shared.access.as_ref().map(|a| Captured {
+            start: Instant::now(),
+            client,
+            headers: (a.format.request_headers().iter())
+                .map(|name| header(h, name).map(<[u8]>::to_vec))
+                .collect(),
+            environ: a.format.needs_environ().then(|| environ.clone()),
         }),
+        environ,
         framing: h.framing,
         head_only: h.method == "HEAD",
         http11: h.http11,
@@ -421,16 +509,28 @@ fn exchange(
         conn.buf = buf;
         conn.pos = pos;
     }
-    if let Some((referer, agent)) = access {
-        shared.access_log(
-            py,
-            conn,
-            &line,
-            outcome.status,
-            outcome.bytes,
-            referer.as_deref(),
-            agent.as_deref(),
-        );
+    if let (Some(log), Some(cap)) = (&shared.access, access) {
+        let remote = conn.remote_addr.bind(py);
+        let sr = sr.borrow(py);
+        let output = sr.output().ok();
+        let declared = output.as_ref().and_then(|o| o.declared.as_ref());
+        let time = log.now();
+        let rec = Record {
+            remote: match &cap.client {
+                Some(client) => client,
+                None => remote.to_str().unwrap_or("-"),
+            },
+            line: &line,
+            status: outcome.status,
+            bytes: outcome.bytes,
+            elapsed: cap.start.elapsed(),
+            request_headers: &cap.headers,
+            response_headers: declared.map_or(&[][..], |d| &d.headers),
+            environ: cap.environ.as_ref(),
+            time: &time,
+            pid: std::process::id(),
+        };
+        log.write(py, &shared.loggers, &rec);
     }
     ctx.line = line;
     if keep {

@@ -1,6 +1,7 @@
 //! The server: the `Server` class Python drives, the app-thread pool, the watcher,
 //! and per-connection serving.
 
+pub mod access;
 pub mod config;
 pub mod conn;
 pub mod heartbeat;
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -23,6 +24,7 @@ use crate::net::socket;
 use crate::wsgi::environ::{EnvironBuilder, EnvironConfig};
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::log::Loggers;
+use access::AccessLog;
 use config::Config;
 use pool::Shared;
 
@@ -103,7 +105,12 @@ impl Server {
             },
         )?;
         let loggers = Loggers::new(py)?;
-        let shared = Shared::new(cfg, listeners, app, environ, loggers)
+        let format = access::format::Format::parse(&cfg.access_logformat)
+            .map_err(|e| PyValueError::new_err(format!("setting access_logformat: {e}")))?;
+        let file = cfg.access_logfile.as_deref();
+        let access = AccessLog::new(format, file, cfg.access_log_python)
+            .map_err(|e| PyOSError::new_err(format!("access log {}: {e}", file.unwrap_or("-"))))?;
+        let shared = Shared::new(cfg, listeners, app, environ, loggers, access)
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(Server {
             shared: Arc::new(shared),
@@ -232,6 +239,9 @@ impl Server {
                 let _ = b.join();
             });
         }
+        if let Some(access) = &shared.access {
+            access.flush();
+        }
         if let Ok(mut running) = self.running.lock() {
             *running = false;
         }
@@ -251,5 +261,15 @@ impl Server {
             self.force.store(true, Ordering::Release);
         }
         self.shared.stop();
+    }
+
+    /// Opens the access-log file again (SIGUSR1, after logrotate moved it).
+    fn reopen_logs(&self) -> PyResult<()> {
+        match &self.shared.access {
+            Some(access) => access
+                .reopen()
+                .map_err(|e| PyOSError::new_err(format!("access log: {e}"))),
+            None => Ok(()),
+        }
     }
 }

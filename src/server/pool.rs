@@ -12,11 +12,13 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::thread::Thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use super::access::format::Record;
+use super::access::AccessLog;
 use super::config::Config;
 use super::conn::{refuse, serve, Conn, Next};
 use super::slots::Slots;
@@ -125,6 +127,7 @@ pub struct Shared {
     pub app: Py<PyAny>,
     pub environ: EnvironBuilder,
     pub loggers: Loggers,
+    pub access: Option<AccessLog>,
     next_sweep: Mutex<Instant>,
     listeners_closed: AtomicBool,
     /// Accepting stopped at `max_connections`; the next slot released resumes it.
@@ -177,6 +180,7 @@ impl Shared {
         app: Py<PyAny>,
         environ: EnvironBuilder,
         loggers: Loggers,
+        access: Option<AccessLog>,
     ) -> std::io::Result<Shared> {
         let poller = Poller::new()?;
         for (i, l) in listeners.iter().enumerate() {
@@ -197,6 +201,7 @@ impl Shared {
             app,
             environ,
             loggers,
+            access,
             next_sweep: Mutex::new(Instant::now() + SWEEP_EVERY),
             listeners_closed: AtomicBool::new(false),
             accept_paused: AtomicBool::new(false),
@@ -264,63 +269,54 @@ impl Shared {
                 err
             ),
         );
-        if self.cfg.access_log {
-            self.access_log(py, conn, "-", err.status(), 0, None, None);
+        if let Some(access) = &self.access {
+            let remote = conn.remote_addr.bind(py).to_string();
+            let time = access.now();
+            let rec = Record {
+                remote: &remote,
+                line: "-",
+                status: err.status(),
+                bytes: 0,
+                elapsed: Duration::ZERO,
+                request_headers: &[],
+                response_headers: b"",
+                environ: None,
+                time: &time,
+                pid: std::process::id(),
+            };
+            access.write(py, &self.loggers, &rec);
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn access_log(
-        &self,
-        py: Python<'_>,
-        conn: &Conn,
-        line: &str,
-        status: u16,
-        bytes: u64,
-        referer: Option<&str>,
-        agent: Option<&str>,
-    ) {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let remote = conn.remote_addr.bind(py).to_string();
-        let msg = format!(
-            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"",
-            if remote.is_empty() { "-" } else { &remote },
-            clf_time(secs),
-            line,
-            status,
-            if bytes == 0 {
-                "-".to_string()
-            } else {
-                bytes.to_string()
-            },
-            referer.unwrap_or("-"),
-            agent.unwrap_or("-"),
-        );
-        self.loggers.access(py, &msg);
     }
 
     fn accept(&self, py: Python<'_>, index: usize) {
-        let Some(listener) = self.listeners.get(index) else {
-            return;
-        };
         if self.listeners_closed.load(Ordering::Acquire) {
             return;
         }
+        if self.accept_from(py, index) {
+            // More may be waiting: come back to this listener after other work.
+            if let Ok(mut q) = self.ready.lock() {
+                q.push_back(LISTENER_BIT | index as u64);
+            }
+        }
+    }
+
+    /// Accepts up to [`ACCEPT_BATCH`] connections; true if more may be waiting.
+    fn accept_from(&self, py: Python<'_>, index: usize) -> bool {
+        let Some(listener) = self.listeners.get(index) else {
+            return false;
+        };
         for _ in 0..ACCEPT_BATCH {
             if self.at_connection_limit(py) {
-                return;
+                return false;
             }
             let (sock, peer) = match listener.accept() {
                 Ok(v) => v,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     // EMFILE and friends: log and retry on the next event.
                     self.loggers
                         .log(py, "error", &format!("accept() failed: {e}"));
-                    return;
+                    return false;
                 }
             };
             set_nodelay(sock.fd());
@@ -332,9 +328,9 @@ impl Shared {
                 );
                 continue;
             };
-            let (addr, port) = match &peer {
-                Peer::Inet(_) => (peer.host(), peer.port()),
-                Peer::Unix => (String::new(), String::new()),
+            let (addr, port, ip) = match &peer {
+                Peer::Inet(a) => (peer.host(), peer.port(), Some(a.ip())),
+                Peer::Unix => (String::new(), String::new(), None),
             };
             let token = self.slots.token(slot_index);
             let fd = sock.fd();
@@ -343,7 +339,9 @@ impl Shared {
                 index,
                 PyString::new(py, &addr).unbind(),
                 PyString::new(py, &port).unbind(),
+                ip,
             );
+            conn.proxy_pending = self.cfg.proxy_protocol;
             conn.deadline = Some(Instant::now() + self.cfg.header_timeout);
             if let Some(slot) = self.slots.get(slot_index) {
                 if let Ok(mut g) = slot.conn.lock() {
@@ -356,10 +354,7 @@ impl Shared {
                 self.close_slot(slot_index);
             }
         }
-        // More may be waiting: come back to this listener after other work.
-        if let Ok(mut q) = self.ready.lock() {
-            q.push_back(LISTENER_BIT | index as u64);
-        }
+        true
     }
 
     fn close_slot(&self, index: u32) {
@@ -517,14 +512,24 @@ impl Shared {
         };
         if due {
             self.sweep(py);
+            // Under steady load the loop never goes idle: lines still reach the log.
+            if let Some(access) = &self.access {
+                access.flush();
+            }
         }
     }
 
-    fn close_listeners(&self) {
-        if !self.listeners_closed.swap(true, Ordering::AcqRel) {
-            for l in &self.listeners {
-                self.poller.remove(l.fd());
-            }
+    /// Stops accepting for good: takes the connections the kernel already completed (a
+    /// close would reset them; they are served like any connection during the stop), then
+    /// closes this process's listening descriptors.
+    fn close_listeners(&self, py: Python<'_>) {
+        if self.listeners_closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for (index, l) in self.listeners.iter().enumerate() {
+            self.poller.remove(l.fd());
+            while self.accept_from(py, index) {}
+            l.close();
         }
     }
 
@@ -535,7 +540,7 @@ impl Shared {
             if stopping {
                 // Graceful: no new connections; the loop goes on serving those with a
                 // request on its way until none is left or the stop deadline passes.
-                self.close_listeners();
+                self.close_listeners(py);
                 let late = self
                     .stop_deadline
                     .get()
@@ -577,7 +582,11 @@ impl Shared {
             ctx.events.clear();
             let got = self.poller.wait(&mut ctx.events, 0).unwrap_or(0);
             if got == 0 {
-                // Nothing to do: release the GIL and block in epoll.
+                // Nothing to do: write out queued access-log lines, release the GIL and
+                // block in epoll.
+                if let Some(access) = &self.access {
+                    access.flush();
+                }
                 let mut events = std::mem::take(&mut ctx.events);
                 let wait = if stopping { STOP_TICK } else { SWEEP_EVERY };
                 py.detach(|| {
@@ -652,27 +661,5 @@ fn tagged(e: &Event) -> u64 {
         e.token | HUP_BIT
     } else {
         e.token
-    }
-}
-
-/// `10/Oct/2000:13:55:36 +0000`, the Common Log Format time.
-fn clf_time(secs: u64) -> String {
-    let d = crate::http::date::format(secs);
-    // d = "Tue, 10 Oct 2000 13:55:36 GMT"
-    let s = String::from_utf8_lossy(&d).into_owned();
-    format!(
-        "{}/{}/{}:{} +0000",
-        &s[5..7],
-        &s[8..11],
-        &s[12..16],
-        &s[17..25]
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn clf_time_format() {
-        assert_eq!(super::clf_time(784_111_777), "06/Nov/1994:08:49:37 +0000");
     }
 }

@@ -18,6 +18,7 @@ use crate::http::error::HttpError;
 pub struct Outcome {
     pub keep_alive: bool,
     pub status: u16,
+    /// Response body bytes sent.
     pub bytes: u64,
 }
 
@@ -236,7 +237,7 @@ pub fn run(
     let outcome = Outcome {
         keep_alive: out.keep_alive() && out.finished,
         status: out.code(),
-        bytes: out.bytes_written,
+        bytes: out.body_bytes(),
     };
     out.detach();
     outcome

@@ -37,8 +37,6 @@ pub struct Output {
     framing: BodyFraming,
     /// Body bytes passed on (or, for HEAD, that would have been).
     body_sent: u64,
-    /// Bytes written to the socket in all.
-    pub bytes_written: u64,
     /// The connection cannot carry another request after this one.
     pub must_close: bool,
     /// The app's body was longer than its Content-Length (truncated).
@@ -86,7 +84,6 @@ impl Output {
             headers_sent: false,
             framing: BodyFraming::NoBody,
             body_sent: 0,
-            bytes_written: 0,
             must_close: !client_keep_alive,
             truncated: false,
             short: false,
@@ -100,6 +97,15 @@ impl Output {
     /// Why the request body was refused, if it was.
     pub fn body_refused(&self) -> Option<HttpError> {
         self.body.as_ref().and_then(|b| b.refused())
+    }
+
+    /// Body bytes sent (none for HEAD), as the access log counts them.
+    pub fn body_bytes(&self) -> u64 {
+        if self.head_only {
+            0
+        } else {
+            self.body_sent
+        }
     }
 
     /// The status code sent (or to be sent), 0 if none.
@@ -235,7 +241,6 @@ impl Output {
         for group in parts.chunks(64) {
             socket::write_all_vectored(self.fd, group, self.timeout, block)?;
         }
-        self.bytes_written += total as u64;
         Ok(())
     }
 
@@ -267,7 +272,6 @@ impl Output {
             }
             let head = std::mem::take(&mut self.head);
             socket::write_all_vectored(self.fd, &[&head], self.timeout, block)?;
-            self.bytes_written += head.len() as u64;
         }
         if self.head_only
             || self.framing == BodyFraming::NoBody
@@ -291,7 +295,6 @@ impl Output {
                 Ok(n) => {
                     left -= n as u64;
                     self.body_sent += n as u64;
-                    self.bytes_written += n as u64;
                     deadline = None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

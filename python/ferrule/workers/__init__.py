@@ -9,6 +9,7 @@ docs/deployment.md for the signals and exit codes.
 
 from __future__ import annotations
 
+from ferrule.hooks import Hooks
 from ferrule.settings import Settings
 from ferrule.workers.appsource import AppSource
 
@@ -20,12 +21,13 @@ def needs_master(s: Settings) -> bool:
     return bool(s.workers > 1 or s.master or s.max_requests > 0 or s.reload)
 
 
-def run(source: AppSource, resolved: Settings) -> int:
+def run(source: AppSource, resolved: Settings, hooks: Hooks | None = None) -> int:
     """Run the master until it stops; return the exit code (0, or 3/4 if workers fail to boot).
 
-    Raises ``loader.AppLoadError`` (``preload``), ``sockets.BindError``, ``PidFileError`` or
-    ``server.CoreUnavailable`` before any worker starts.
+    Raises ``loader.AppLoadError`` (``preload``), ``sockets.BindError``, ``PidFileError``,
+    ``server.CoreUnavailable`` or ``hooks.HookError`` (``on_starting``, ``when_ready``)
+    before any worker starts.
     """
     from ferrule.workers.arbiter import Arbiter
 
-    return Arbiter(source, resolved).run()
+    return Arbiter(source, resolved, hooks).run()

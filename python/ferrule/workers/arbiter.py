@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ferrule import loader, logs, server, sockets
+from ferrule.hooks import Hooks
 from ferrule.settings import Settings
 from ferrule.workers import systemd, worker
 from ferrule.workers.appsource import AppSource
@@ -90,9 +91,12 @@ class WorkerProcess:
 
 
 class Arbiter:
-    def __init__(self, source: AppSource, resolved: Settings):
+    def __init__(self, source: AppSource, resolved: Settings, hooks: Hooks | None = None):
         self.source = source
         self.s = resolved
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.age = 0
+        """How many workers were forked (gunicorn's worker age)."""
         self.target = resolved.workers
         self.workers: dict[int, WorkerProcess] = {}
         self.generation = 0
@@ -113,6 +117,7 @@ class Arbiter:
     def run(self) -> int:
         core = server.import_core()
         self.source.load_in_master()
+        self.hooks.starting(self.s, lambda: self.target, master=True)
         # Handlers first: whoever reads "Listening at" may send a signal at once.
         with self._signals(), self._heartbeat_file():
             with server.process_resources(self.s, listen=not self.s.reuse_port) as listeners:
@@ -122,10 +127,12 @@ class Arbiter:
                     log.info("Listening at: %s", lst.url)
                 log.info("Using %d workers with %d threads each", self.target, self.s.threads)
                 try:
+                    self.hooks.ready(listeners)
                     self._loop()
                 finally:
                     self._kill_all()
         log.info("Shutting down: master")
+        self.hooks.exit()
         return self.exit_code
 
     def _loop(self) -> None:
@@ -223,6 +230,11 @@ class Arbiter:
         else:
             log.info("Fast stop")
         systemd.notify("STOPPING=1")
+        # Off the sockets now: once the workers have taken what is queued and closed theirs,
+        # new connections are refused (a proxy retries them elsewhere) instead of waiting
+        # in a backlog nobody will accept from.
+        for lst in self.listeners:
+            lst.close_fd()
         for w in list(self.workers.values()):
             self._retire(w, graceful)
 
@@ -330,6 +342,9 @@ class Arbiter:
     def _spawn(self) -> None:
         assert self.heartbeat is not None
         offset = self.heartbeat.allocate()
+        self.age += 1
+        info = self.hooks.new_worker(self.age)
+        self.hooks.pre_fork(info)
         read_fd, write_fd = os.pipe()
         spec = worker.WorkerSpec(
             source=self.source,
@@ -340,6 +355,8 @@ class Arbiter:
             heartbeat_offset=offset,
             multiprocess=True,
             report_files=self.watcher is not None,
+            hooks=self.hooks,
+            info=info,
         )
         # Signals stay blocked across the fork until the child has its own handlers: a TERM
         # sent to a new worker must not land in the master's handler copied into it.
@@ -353,6 +370,7 @@ class Arbiter:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
+        self.hooks.forked(info, pid)
         self.workers[pid] = WorkerProcess(pid, self.generation, offset, read_fd, time.monotonic())
         log.info("Booting worker with pid: %d", pid)
 
@@ -414,6 +432,7 @@ class Arbiter:
             w = self.workers.pop(pid, None)
             if w is None:
                 continue
+            self.hooks.reaped(pid)
             while w.status_fd >= 0 and self._read_status(w.status_fd):
                 pass  # a last "ready" may still be in the pipe
             if w.status_fd >= 0:  # held open by a process the worker forked

@@ -6,6 +6,10 @@
    and its ``max_requests`` (plus jitter), and tell the master it is ready (a line on a pipe).
 4. Serve until SIGTERM (graceful), SIGINT/SIGQUIT (fast), or ``max_requests`` is reached.
 
+With server hooks (``ferrule.hooks``): ``post_fork`` runs first, ``post_worker_init`` once
+the application is loaded, ``pre_request``/``post_request`` around each request, and
+``worker_exit`` last, however the worker ends.
+
 The return value is the process's exit code: 0 after serving, ``EXIT_APP_LOAD`` (4) if the
 application cannot be loaded, ``EXIT_BOOT_FAILED`` (3) if the server cannot be built.
 """
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ferrule import loader, logs, server, sockets
+from ferrule.hooks import HookError, Hooks, WorkerInfo
 from ferrule.settings import Settings
 from ferrule.workers import reloader
 from ferrule.workers.appsource import AppSource
@@ -56,11 +61,30 @@ class WorkerSpec:
     multiprocess: bool
     report_files: bool
     """Send the application's module files to the master (``--reload``)."""
+    hooks: Hooks
+    """The server hooks (gunicorn's post_fork, post_worker_init, pre/post_request,
+    worker_exit); empty without a Python config file."""
+    info: WorkerInfo
+    """This worker as the hooks see it (pre_fork got it in the master)."""
 
 
 def run(spec: WorkerSpec) -> int:
     _boot_signals()
+    # As in gunicorn: post_fork right after the fork, worker_exit however the worker ends
+    # (a failing post_fork or post_worker_init is a boot failure).
+    try:
+        spec.hooks.post_fork(spec.info)
+        return _serve(spec)
+    except HookError:
+        return EXIT_BOOT_FAILED
+    finally:
+        spec.hooks.worker_exit(spec.info)
+
+
+def _serve(spec: WorkerSpec) -> int:
     s = spec.settings
+    limit = s.max_requests + random.randint(0, s.max_requests_jitter) if s.max_requests else 0
+    spec.info.max_requests = limit or sys.maxsize
     try:
         app = spec.source.load_in_worker()
     except loader.AppLoadError as exc:
@@ -69,7 +93,9 @@ def run(spec: WorkerSpec) -> int:
             f"ferrule: error: failed to load the application {spec.source.name!r}: {exc}\n"
         )
         return EXIT_APP_LOAD
-    logs.configure(s.log_level, s.access_log)  # the app's import may have disabled our loggers
+    # The app's import may have disabled our loggers.
+    logs.configure(s.log_level, s.error_logfile, s.log_format)
+    spec.hooks.post_worker_init(spec.info, app)
     try:
         core = server.import_core()
         fds = _listening_fds(spec)
@@ -77,9 +103,14 @@ def run(spec: WorkerSpec) -> int:
         conf["multiprocess"] = spec.multiprocess
         conf["heartbeat_fd"] = spec.heartbeat_fd
         conf["heartbeat_offset"] = spec.heartbeat_offset
-        if s.max_requests > 0:
-            conf["max_requests"] = s.max_requests + random.randint(0, s.max_requests_jitter)
-        srv = core.Server(app, fds, conf)
+        if limit > 0:
+            conf["max_requests"] = limit
+        srv = core.Server(spec.hooks.wrap(app, spec.info), fds, conf)
+        # The core holds dups: when it closes them at a stop, this worker is off the sockets.
+        for lst in spec.listeners:
+            lst.close_fd()
+        while _own_sockets:
+            _own_sockets.pop().close()
     except Exception:
         log.exception("Worker failed to start")
         return EXIT_BOOT_FAILED
@@ -87,7 +118,7 @@ def run(spec: WorkerSpec) -> int:
     lines = [f"{FILES} {json.dumps(reloader.module_files())}"] if spec.report_files else []
     _report(spec.status_fd, "".join(f"{line}\n" for line in [*lines, READY]))
     os.close(spec.status_fd)
-    others: dict[int, server.SignalHandler] = {signal.SIGUSR1: _reopen_logs}
+    others: dict[int, server.SignalHandler] = {signal.SIGUSR1: server.reopen_logs(srv)}
     with server.stop_on_signals(
         srv, graceful=(signal.SIGTERM,), fast=(signal.SIGINT, signal.SIGQUIT), others=others
     ) as wakeup_fd:
@@ -127,7 +158,6 @@ def _listening_fds(spec: WorkerSpec) -> list[int]:
     fds = []
     for lst in spec.listeners:
         if sockets.is_tcp(lst):
-            # Kept open by the reference below until the process exits.
             sock = sockets.reuse_port_twin(lst, spec.settings.backlog)
             _own_sockets.append(sock)
             fds.append(sock.fileno())

@@ -2,12 +2,13 @@
 //!
 //! Layers, one folder each: [`net`] (sockets, epoll), [`http`] (RFC 9112 parsing and
 //! framing), [`wsgi`] (the PEP 3333 bridge), [`server`] (threads and connections) and
-//! [`supervise`] (what the Python master asks of Rust).
+//! [`supervise`] (what the Python master asks of Rust); [`tls`] terminates TLS beside them.
 
 pub mod http;
 pub mod net;
 pub mod server;
 pub mod supervise;
+pub mod tls;
 pub mod wsgi;
 
 use pyo3::prelude::*;

@@ -82,8 +82,8 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 15.0) -> ServerProcess:
         m = self.wait_for_log(LISTEN_RE.pattern, timeout)
         self.url = m.group(1)
-        if self.url.startswith("http://"):
-            hostport = self.url[len("http://") :]
+        if self.url.startswith(("http://", "https://")):
+            hostport = self.url.partition("://")[2]
             host, _, port = hostport.rpartition(":")
             self.host = host.strip("[]")
             self.port = int(port)

@@ -165,6 +165,9 @@ def test_core_config_has_every_key_the_rust_core_reads():
         "max_connections",
         "forwarded_allow_ips",
         "proxy_protocol",
+        "certfile",
+        "keyfile",
+        "ca_certs",
         "errors",
     }
     assert conf["threads"] == 8 and conf["multiprocess"] is False

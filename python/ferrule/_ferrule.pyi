@@ -25,6 +25,8 @@ class Server:
     def run(self, wakeup_fd: int | None = None) -> None:
         """Serve until ``stop()``; Python signal handlers run when ``wakeup_fd`` is readable."""
     def stop(self, graceful: bool = True) -> None: ...
+    def reload_tls(self) -> None:
+        """Read the TLS certificate and key again (SIGHUP); new connections use them."""
     def reopen_logs(self) -> None:
         """Open the access-log file again (SIGUSR1, after logrotate moved it)."""
 

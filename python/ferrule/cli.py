@@ -29,7 +29,13 @@ EXIT_USAGE = 2
 EXIT_WORKER_BOOT = worker_process.EXIT_BOOT_FAILED  # 3
 EXIT_APP_LOAD = worker_process.EXIT_APP_LOAD  # 4
 
-_STARTUP_ERRORS = (sockets.BindError, server.CoreUnavailable, PidFileError, HookError)
+_STARTUP_ERRORS = (
+    sockets.BindError,
+    server.CoreUnavailable,
+    server.CoreSetupError,
+    PidFileError,
+    HookError,
+)
 
 DESCRIPTION = "Serve a WSGI application over HTTP/1.1."
 EPILOG = """\

@@ -38,6 +38,19 @@ class CoreUnavailable(RuntimeError):
     """The compiled extension ``ferrule._ferrule`` is missing or broken."""
 
 
+class CoreSetupError(RuntimeError):
+    """The core refused its configuration (a TLS file it cannot use, an access log it cannot
+    open, ...): a startup error with a message, not a crash."""
+
+
+def new_core_server(core: ModuleType, app: Any, fds: list[int], conf: dict[str, Any]) -> Any:
+    """``_ferrule.Server(...)``, with a refused configuration as CoreSetupError."""
+    try:
+        return core.Server(app, fds, conf)
+    except (OSError, ValueError) as exc:
+        raise CoreSetupError(str(exc)) from None
+
+
 def serve(app: Callable[..., Any], **kwargs: Any) -> None:
     """Serve the WSGI ``app`` until SIGINT or SIGTERM, then return.
 
@@ -138,9 +151,10 @@ def run(
     with process_resources(resolved) as listeners:
         worker = run_hooks.single_worker(listeners)
         served = run_hooks.wrap(app, worker)
-        server = core.Server(served, [lst.fileno() for lst in listeners], core_config(resolved))
+        fds = [lst.fileno() for lst in listeners]
+        server = new_core_server(core, served, fds, core_config(resolved))
         others: dict[int, SignalHandler] = {
-            signal.SIGHUP: _hup_needs_master,
+            signal.SIGHUP: _reload_tls(server) if resolved.certfile else _hup_needs_master,
             signal.SIGUSR1: reopen_logs(server),
         }
         # Handlers first: whoever reads "Listening at" may send a signal at once.
@@ -208,6 +222,8 @@ def process_resources(
         listeners = sockets.open_listeners(
             specs, resolved.backlog, reuse_port=resolved.reuse_port, listen=listen
         )
+        for lst in listeners:
+            lst.tls = resolved.certfile is not None
         try:
             yield listeners
         finally:
@@ -220,6 +236,20 @@ def process_resources(
 
 def _notify_stopping() -> None:
     systemd.notify("STOPPING=1")
+
+
+def _reload_tls(server: Any) -> SignalHandler:
+    """SIGHUP in a single process serving TLS: read the certificate and key again."""
+
+    def handler(signum: int, frame: Any) -> None:
+        try:
+            server.reload_tls()
+        except OSError as exc:
+            log.error("SIGHUP: TLS certificate not reloaded, keeping the old one: %s", exc)
+        else:
+            log.info("SIGHUP: TLS certificate reloaded")
+
+    return handler
 
 
 def _hup_needs_master(signum: int, frame: Any) -> None:

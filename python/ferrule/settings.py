@@ -163,6 +163,16 @@ def optional_path(value: Any) -> str | None:
     return path
 
 
+def readable_file(value: Any) -> str | None:
+    """An existing file (made absolute: workers may change directory)."""
+    path = optional_path(value)
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} is not a file")
+    return os.path.abspath(path)
+
+
 def directory(value: Any) -> str | None:
     path = optional_path(value)
     if path is not None and not os.path.isdir(path):
@@ -311,10 +321,11 @@ PROCESSES = "Worker processes"
 TIMEOUTS = "Timeouts"
 LIMITS = "Request limits"
 PROXIES = "Proxies"
+TLS = "TLS"
 LOGGING = "Logging"
 CONFIG = "Config file"
 
-SECTIONS = (CONFIG, APP, SOCKET, PROXIES, THREADS, PROCESSES, TIMEOUTS, LIMITS, LOGGING)
+SECTIONS = (CONFIG, APP, SOCKET, PROXIES, TLS, THREADS, PROCESSES, TIMEOUTS, LIMITS, LOGGING)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -492,6 +503,44 @@ SETTINGS: tuple[Setting, ...] = (
         flags=("--proxy-protocol",),
         action="bool",
         core=True,
+    ),
+    Setting(
+        "certfile",
+        TLS,
+        readable_file,
+        None,
+        "Serve HTTPS with this PEM certificate (chain); turns TLS on for every listener.",
+        doc="TLS is terminated in the Rust core with rustls (TLS 1.2 and 1.3, ALPN `http/1.1`) "
+        "on a thread of its own; the application sees `wsgi.url_scheme` `https`. SIGHUP "
+        "reads the certificate and key again (with workers, the new workers do; a single "
+        "process reloads them in place). Not combinable with `proxy_protocol`.",
+        flags=("--certfile",),
+        metavar="FILE",
+        core=True,
+        default_doc="none",
+    ),
+    Setting(
+        "keyfile",
+        TLS,
+        readable_file,
+        None,
+        "The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1); default: in `certfile`.",
+        flags=("--keyfile",),
+        metavar="FILE",
+        core=True,
+        default_doc="none",
+    ),
+    Setting(
+        "ca_certs",
+        TLS,
+        readable_file,
+        None,
+        "Require client certificates signed by one of these PEM CA certificates (mutual TLS).",
+        doc="A client without a valid certificate fails the handshake.",
+        flags=("--ca-certs",),
+        metavar="FILE",
+        core=True,
+        default_doc="none",
     ),
     Setting(
         "reuse_port",

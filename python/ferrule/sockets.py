@@ -118,17 +118,19 @@ class Listener:
         self.spec = spec
         self.sock = sock
         self._inode = _inode(spec.path) if owns_path else None
+        self.tls = False
+        """Served with TLS (``certfile``): the URL says ``https``."""
 
     @property
     def url(self) -> str:
-        """``http://HOST:PORT`` with the real port, or ``unix:PATH``."""
+        """``http(s)://HOST:PORT`` with the real port, or ``unix:PATH``."""
         if self.sock.family == socket.AF_UNIX:
             name = self.sock.getsockname()
             if isinstance(name, bytes):
                 name = name.decode(errors="replace")
             return f"unix:{name or self.spec.path}"
         host, port = self.sock.getsockname()[:2]
-        return "http://" + format_hostport(host, port)
+        return ("https://" if self.tls else "http://") + format_hostport(host, port)
 
     def fileno(self) -> int:
         return self.sock.fileno()

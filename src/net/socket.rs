@@ -254,6 +254,17 @@ pub fn shutdown_write(fd: RawFd) {
     }
 }
 
+/// A connected pair of non-blocking, close-on-exec unix stream sockets.
+pub fn stream_pair() -> io::Result<(Socket, Socket)> {
+    let mut fds = [0; 2];
+    let kind = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socketpair fills two descriptors on success.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((Socket::from_raw(fds[0]), Socket::from_raw(fds[1])))
+}
+
 /// `dup(2)` with close-on-exec.
 pub fn dup_cloexec(fd: RawFd) -> io::Result<RawFd> {
     // SAFETY: F_DUPFD_CLOEXEC on a caller-provided descriptor.

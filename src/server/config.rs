@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 
 use crate::http::head::Limits;
 use crate::net::allow::AllowList;
+use crate::tls::TlsFiles;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -32,6 +33,8 @@ pub struct Config {
     pub forwarded_allow: AllowList,
     /// Every connection starts with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// TLS certificate, key and client CA files; `None` without `certfile`.
+    pub tls: Option<TlsFiles>,
     pub multiprocess: bool,
     pub max_connections: usize,
     /// Stop gracefully after this many requests (0: never); the supervisor recycles.
@@ -55,6 +58,7 @@ impl Default for Config {
             root_path: String::new(),
             forwarded_allow: AllowList::default(),
             proxy_protocol: false,
+            tls: None,
             multiprocess: false,
             max_connections: 1 << 20,
             max_requests: 0,
@@ -94,6 +98,12 @@ impl Config {
             return Err(PyValueError::new_err("setting threads: must be at least 1"));
         }
         let root_path: String = get(d, "root_path", String::new())?;
+        let proxy_protocol: bool = get(d, "proxy_protocol", false)?;
+        if proxy_protocol && get::<Option<String>>(d, "certfile", None)?.is_some() {
+            return Err(PyValueError::new_err(
+                "proxy_protocol cannot be combined with TLS (certfile)",
+            ));
+        }
         Ok(Config {
             threads,
             keep_alive: seconds(d, "keep_alive", def.keep_alive)?,
@@ -116,7 +126,16 @@ impl Config {
                 vec![],
             )?)
             .map_err(|e| PyValueError::new_err(format!("setting forwarded_allow_ips: {e}")))?,
-            proxy_protocol: get(d, "proxy_protocol", false)?,
+            proxy_protocol,
+            tls: match get::<Option<String>>(d, "certfile", None)? {
+                None => None,
+                Some(certfile) => Some(TlsFiles {
+                    keyfile: get::<Option<String>>(d, "keyfile", None)?
+                        .unwrap_or_else(|| certfile.clone()),
+                    certfile,
+                    ca_certs: get(d, "ca_certs", None)?,
+                }),
+            },
             multiprocess: get(d, "multiprocess", false)?,
             max_connections: get(d, "max_connections", def.max_connections)?,
             max_requests: get(d, "max_requests", 0)?,

@@ -21,6 +21,7 @@ use pyo3::types::PyDict;
 
 use crate::net::listener::Listener;
 use crate::net::socket;
+use crate::tls::{self, Tls};
 use crate::wsgi::environ::{EnvironBuilder, EnvironConfig};
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::log::Loggers;
@@ -88,10 +89,13 @@ impl Server {
             _ => py.import("sys")?.getattr("stderr")?,
         };
         let file_wrapper = py.get_type::<FileWrapper>().into_any();
-        let url_scheme: String = match config.get_item("url_scheme")? {
-            Some(s) if !s.is_none() => s.extract()?,
-            _ => "http".to_string(),
+        let tls = match &cfg.tls {
+            Some(files) => Some(Arc::new(
+                Tls::new(files.clone()).map_err(|e| PyOSError::new_err(e.to_string()))?,
+            )),
+            None => None,
         };
+        let url_scheme = if tls.is_some() { "https" } else { "http" };
         let environ = EnvironBuilder::new(
             py,
             &listeners,
@@ -99,7 +103,7 @@ impl Server {
                 root_path: &cfg.root_path,
                 multithread: cfg.threads > 1,
                 multiprocess: cfg.multiprocess,
-                url_scheme: &url_scheme,
+                url_scheme,
                 errors: &errors,
                 file_wrapper: &file_wrapper,
             },
@@ -110,7 +114,7 @@ impl Server {
         let file = cfg.access_logfile.as_deref();
         let access = AccessLog::new(format, file, cfg.access_log_python)
             .map_err(|e| PyOSError::new_err(format!("access log {}: {e}", file.unwrap_or("-"))))?;
-        let shared = Shared::new(cfg, listeners, app, environ, loggers, access)
+        let shared = Shared::new(cfg, listeners, app, environ, loggers, access, tls)
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(Server {
             shared: Arc::new(shared),
@@ -146,6 +150,18 @@ impl Server {
                 .map_err(|e| PyOSError::new_err(e.to_string()))?;
             handles.push(h);
         }
+        let terminator = match shared.tls {
+            Some(_) => {
+                let s = Arc::clone(shared);
+                Some(
+                    std::thread::Builder::new()
+                        .name("ferrule-tls".into())
+                        .spawn(move || tls::terminator::run(s))
+                        .map_err(|e| PyOSError::new_err(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
         let s = Arc::clone(shared);
         let watcher = std::thread::Builder::new()
             .name("ferrule-watch".into())
@@ -226,6 +242,9 @@ impl Server {
                     let _ = h.join();
                 }
                 let _ = watcher.join();
+                if let Some(t) = terminator {
+                    let _ = t.join();
+                }
             });
         } else if self.force.load(Ordering::Acquire) {
             shared
@@ -261,6 +280,15 @@ impl Server {
             self.force.store(true, Ordering::Release);
         }
         self.shared.stop();
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP); new connections use them. Raises
+    /// OSError, keeping the old ones, if they cannot be read. Without TLS, does nothing.
+    fn reload_tls(&self) -> PyResult<()> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload().map_err(|e| PyOSError::new_err(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Opens the access-log file again (SIGUSR1, after logrotate moved it).

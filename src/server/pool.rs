@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,8 @@ use crate::http::error::HttpError;
 use crate::net::event::EventFd;
 use crate::net::listener::{Listener, Peer};
 use crate::net::poller::{Event, Poller, WAKE_TOKEN};
-use crate::net::socket::{self, set_nodelay};
+use crate::net::socket::{self, set_nodelay, Socket};
+use crate::tls::Tls;
 use crate::wsgi::environ::EnvironBuilder;
 use crate::wsgi::log::Loggers;
 
@@ -128,6 +129,10 @@ pub struct Shared {
     pub environ: EnvironBuilder,
     pub loggers: Loggers,
     pub access: Option<AccessLog>,
+    /// TLS termination; its thread owns the listening sockets (src/tls/).
+    pub tls: Option<Arc<Tls>>,
+    /// Connections handed over by the TLS terminator, registered by the next app thread.
+    inbox: Mutex<Vec<(Socket, Peer, usize)>>,
     next_sweep: Mutex<Instant>,
     listeners_closed: AtomicBool,
     /// Accepting stopped at `max_connections`; the next slot released resumes it.
@@ -181,10 +186,13 @@ impl Shared {
         environ: EnvironBuilder,
         loggers: Loggers,
         access: Option<AccessLog>,
+        tls: Option<Arc<Tls>>,
     ) -> std::io::Result<Shared> {
         let poller = Poller::new()?;
-        for (i, l) in listeners.iter().enumerate() {
-            poller.add_listener(l.fd(), LISTENER_BIT | i as u64)?;
+        if tls.is_none() {
+            for (i, l) in listeners.iter().enumerate() {
+                poller.add_listener(l.fd(), LISTENER_BIT | i as u64)?;
+            }
         }
         let threads = cfg.threads;
         let max = cfg.max_connections;
@@ -202,6 +210,8 @@ impl Shared {
             environ,
             loggers,
             access,
+            tls,
+            inbox: Mutex::new(Vec::new()),
             next_sweep: Mutex::new(Instant::now() + SWEEP_EVERY),
             listeners_closed: AtomicBool::new(false),
             accept_paused: AtomicBool::new(false),
@@ -320,41 +330,84 @@ impl Shared {
                 }
             };
             set_nodelay(sock.fd());
-            let Some(slot_index) = self.slots.alloc() else {
-                self.loggers.log(
-                    py,
-                    "warning",
-                    "connection table full; closing a new connection",
-                );
-                continue;
-            };
-            let (addr, port, ip) = match &peer {
-                Peer::Inet(a) => (peer.host(), peer.port(), Some(a.ip())),
-                Peer::Unix => (String::new(), String::new(), None),
-            };
-            let token = self.slots.token(slot_index);
-            let fd = sock.fd();
-            let mut conn = Conn::new(
-                sock,
-                index,
-                PyString::new(py, &addr).unbind(),
-                PyString::new(py, &port).unbind(),
-                ip,
-            );
-            conn.proxy_pending = self.cfg.proxy_protocol;
-            conn.deadline = Some(Instant::now() + self.cfg.header_timeout);
-            if let Some(slot) = self.slots.get(slot_index) {
-                if let Ok(mut g) = slot.conn.lock() {
-                    *g = Some(conn);
-                }
-            }
-            if let Err(e) = self.poller.add_conn(fd, token) {
-                self.loggers
-                    .log(py, "error", &format!("epoll_ctl failed: {e}"));
-                self.close_slot(slot_index);
-            }
+            self.register(py, sock, peer, index);
         }
         true
+    }
+
+    /// Takes a new connection into the table and the epoll set.
+    fn register(&self, py: Python<'_>, sock: Socket, peer: Peer, listener: usize) {
+        let Some(slot_index) = self.slots.alloc() else {
+            self.loggers.log(
+                py,
+                "warning",
+                "connection table full; closing a new connection",
+            );
+            return;
+        };
+        let (addr, port, ip) = match &peer {
+            Peer::Inet(a) => (peer.host(), peer.port(), Some(a.ip())),
+            Peer::Unix => (String::new(), String::new(), None),
+        };
+        let token = self.slots.token(slot_index);
+        let fd = sock.fd();
+        let mut conn = Conn::new(
+            sock,
+            listener,
+            PyString::new(py, &addr).unbind(),
+            PyString::new(py, &port).unbind(),
+            ip,
+        );
+        conn.proxy_pending = self.cfg.proxy_protocol;
+        conn.deadline = Some(Instant::now() + self.cfg.header_timeout);
+        if let Some(slot) = self.slots.get(slot_index) {
+            if let Ok(mut g) = slot.conn.lock() {
+                *g = Some(conn);
+            }
+        }
+        if let Err(e) = self.poller.add_conn(fd, token) {
+            self.loggers
+                .log(py, "error", &format!("epoll_ctl failed: {e}"));
+            self.close_slot(slot_index);
+        }
+    }
+
+    /// Hands the core a connection accepted elsewhere (the plaintext end of a TLS
+    /// session's socket pair, from the terminator thread, which holds no GIL).
+    pub fn adopt(&self, sock: Socket, peer: Peer, listener: usize) {
+        if let Ok(mut inbox) = self.inbox.lock() {
+            inbox.push((sock, peer, listener));
+        }
+        self.poller.wake();
+    }
+
+    /// Registers the connections [`adopt`](Self::adopt) queued.
+    fn take_adopted(&self, py: Python<'_>) {
+        let adopted = match self.inbox.lock() {
+            Ok(mut inbox) if !inbox.is_empty() => std::mem::take(&mut *inbox),
+            _ => return,
+        };
+        for (sock, peer, listener) in adopted {
+            self.register(py, sock, peer, listener);
+        }
+    }
+
+    /// Logs from a thread that does not hold the GIL (rare events only).
+    pub fn log_unattached(&self, level: &str, msg: &str) {
+        Python::attach(|py| self.loggers.log(py, level, msg));
+    }
+
+    /// The TLS terminator stopped accepting for good (see [`Self::close_listeners`]).
+    pub fn mark_listeners_closed(&self) {
+        self.listeners_closed.store(true, Ordering::Release);
+        self.poller.wake();
+    }
+
+    /// Whether a graceful stop has run out of time.
+    pub fn stop_expired(&self) -> bool {
+        self.stop_deadline
+            .get()
+            .is_some_and(|d| *d <= Instant::now())
     }
 
     fn close_slot(&self, index: u32) {
@@ -447,6 +500,7 @@ impl Shared {
     fn dispatch(&self, py: Python<'_>, ctx: &mut ThreadCtx, token: u64) {
         if token == WAKE_TOKEN {
             self.poller.drain_wake();
+            self.take_adopted(py);
         } else if token & LISTENER_BIT != 0 {
             self.accept(py, (token & !LISTENER_BIT) as usize);
         } else {
@@ -523,7 +577,8 @@ impl Shared {
     /// close would reset them; they are served like any connection during the stop), then
     /// closes this process's listening descriptors.
     fn close_listeners(&self, py: Python<'_>) {
-        if self.listeners_closed.swap(true, Ordering::AcqRel) {
+        // With TLS the terminator thread owns the listening sockets (and sets the flag).
+        if self.tls.is_some() || self.listeners_closed.swap(true, Ordering::AcqRel) {
             return;
         }
         for (index, l) in self.listeners.iter().enumerate() {
@@ -541,11 +596,11 @@ impl Shared {
                 // Graceful: no new connections; the loop goes on serving those with a
                 // request on its way until none is left or the stop deadline passes.
                 self.close_listeners(py);
-                let late = self
-                    .stop_deadline
-                    .get()
-                    .is_some_and(|d| *d <= Instant::now());
-                if self.slots.live() == 0 || late {
+                // Connections the TLS terminator handed over before it stopped accepting
+                // are served too: read the flag first, then take what it queued.
+                let accepting = !self.listeners_closed.load(Ordering::Acquire);
+                self.take_adopted(py);
+                if (self.slots.live() == 0 && !accepting) || self.stop_expired() {
                     self.sweep(py);
                     return;
                 }

@@ -105,12 +105,15 @@ def _serve(spec: WorkerSpec) -> int:
         conf["heartbeat_offset"] = spec.heartbeat_offset
         if limit > 0:
             conf["max_requests"] = limit
-        srv = core.Server(spec.hooks.wrap(app, spec.info), fds, conf)
+        srv = server.new_core_server(core, spec.hooks.wrap(app, spec.info), fds, conf)
         # The core holds dups: when it closes them at a stop, this worker is off the sockets.
         for lst in spec.listeners:
             lst.close_fd()
         while _own_sockets:
             _own_sockets.pop().close()
+    except server.CoreSetupError as exc:
+        log.error("Worker failed to start: %s", exc)
+        return EXIT_BOOT_FAILED
     except Exception:
         log.exception("Worker failed to start")
         return EXIT_BOOT_FAILED

@@ -94,7 +94,7 @@ GUNICORN: tuple[Row, ...] = (
         "per process, close to gunicorn's gthread",
     ),
     Row("worker_connections", None, "only for gunicorn's async workers"),
-    Row("reload_engine", None, "ferrule's --reload polls modification times"),
+    Row("reload_engine", None, "ferrule's --reload always uses inotify"),
     Row("spew", None, "use sys.settrace in the application"),
     Row("check_config", None, "a command-line option: --check-config"),
     Row("print_config", None, "a command-line option: --print-config"),

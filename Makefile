@@ -9,7 +9,7 @@ PYLIBDIR = $(shell $(VPY) -c "import sysconfig; print(sysconfig.get_config_var('
 .PHONY: test venv develop fmt clippy cargo-test ruff stubtest docs-check pytest clean
 .PHONY: bench bench-smoke
 
-test: venv fmt clippy cargo-test develop ruff stubtest docs-check pytest bench-smoke
+test: venv fmt clippy cargo-test fuzz-smoke develop ruff stubtest docs-check pytest bench-smoke
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -31,6 +31,24 @@ clippy: venv
 
 cargo-test: venv
 	LD_LIBRARY_PATH=$(PYLIBDIR) cargo test
+
+# cargo-fuzz targets in fuzz/ (docs/conformance.md, "Fuzzing"): the committed regressions
+# once, then each target FUZZ_SECONDS from its seeds and its grown (ignored) corpus; fails on
+# a crash. Stable rustc through RUSTC_BOOTSTRAP; installs cargo-fuzz when it is missing.
+FUZZ_SECONDS ?= 20
+FUZZ_ENV = RUSTC_BOOTSTRAP=1 LD_LIBRARY_PATH=$(PYLIBDIR)
+.PHONY: fuzz-smoke
+fuzz-smoke: venv
+	cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
+	cp Cargo.lock fuzz/Cargo.lock
+	cd fuzz && $(FUZZ_ENV) cargo fuzz build -a
+	set -e; cd fuzz && for t in head chunked environ; do \
+	  leaks=1; [ $$t = environ ] && leaks=0; \
+	  mkdir -p corpus/$$t; \
+	  ASAN_OPTIONS=detect_leaks=$$leaks $(FUZZ_ENV) cargo fuzz run -a $$t regressions/$$t-*; \
+	  ASAN_OPTIONS=detect_leaks=$$leaks $(FUZZ_ENV) cargo fuzz run -a $$t corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1; \
+	done
 
 ruff: venv
 	$(VENV)/bin/ruff check python tests examples scripts bench

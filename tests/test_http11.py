@@ -621,9 +621,11 @@ def test_identical_duplicate_content_length(srv):
 # --- request targets and leading empty lines (RFC 9112 sections 2.2 and 3.2) -------------
 
 
-def test_absolute_form_target(srv):
-    """RFC 9112 3.2.2: a server MUST accept the absolute-form of request-target."""
-    r = exchange(srv, req(target="http://test.example/echo/abs?q=1"))
+@pytest.mark.parametrize("scheme", ["http", "https", "HTTPS", "hTtP"])
+def test_absolute_form_target(srv, scheme):
+    """RFC 9112 3.2.2: a server MUST accept the absolute-form of request-target (and URI
+    schemes are case-insensitive, RFC 3986 3.1; found by fuzzing)."""
+    r = exchange(srv, req(target=f"{scheme}://test.example/echo/abs?q=1"))
     assert r.status == 200
     assert (r.json()["path"], r.json()["query"]) == ("/echo/abs", "q=1")
 

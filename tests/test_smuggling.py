@@ -314,6 +314,17 @@ def test_bare_cr_lf_and_nul_are_refused(srv, data):
     assert_refused(srv, data)
 
 
+@pytest.mark.parametrize("target", [b"/caf\xc3\xa9?x=\xe2\x82\xac", b"//\xe2\x82\xac"])
+def test_raw_uri_is_latin1_like_every_cgi_value(srv, target):
+    """Bytes above 0x7f in the target reach REQUEST_URI/RAW_URI as latin-1, as in PATH_INFO
+    (PEP 3333's native strings; found by fuzzing: they were decoded as UTF-8)."""
+    with Client.to(srv, TIMEOUT) as c:
+        c.send(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.response(timeout=TIMEOUT)
+    assert r.status == 200, r.body[:300]
+    assert json.loads(r.body)["raw_uri"] == target.decode("latin-1")
+
+
 def test_validators_found_nothing(srv):
     """No validator finding, panic or leaked traceback of the checks in the shared server's
     log (runs last in this module)."""

@@ -56,15 +56,17 @@ enum Ext {
     /// After `;`: whitespace, then a name.
     NameStart,
     Name,
-    /// Whitespace after a name: `=`, `;` or the end may follow.
+    /// Whitespace after a name: `=` or `;` may follow, not the end.
     AfterName,
     /// After `=`: whitespace, then a token or a quoted string.
     ValueStart,
     Token,
     Quoted,
     QuotedEscape,
-    /// After a value: whitespace, `;` or the end.
+    /// Right after a quoted value: whitespace, `;` or the end.
     AfterValue,
+    /// Whitespace after a value: more of it or `;` (BWS only comes before `;` or `=`).
+    ValueWs,
 }
 
 /// The next extension state after byte `b`, `None` if `b` is not allowed there; CR
@@ -85,8 +87,10 @@ fn ext_step(at: Ext, b: u8) -> Option<Ext> {
         Ext::Quoted if b == b'\\' => Ext::QuotedEscape,
         Ext::Quoted if qdtext => Ext::Quoted,
         Ext::QuotedEscape if ws || (0x21..=0x7E).contains(&b) || b >= 0x80 => Ext::Quoted,
-        Ext::Token | Ext::AfterValue if ws => Ext::AfterValue,
-        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue if b == b';' => Ext::NameStart,
+        Ext::Token | Ext::AfterValue | Ext::ValueWs if ws => Ext::ValueWs,
+        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue | Ext::ValueWs if b == b';' => {
+            Ext::NameStart
+        }
         _ => return None,
     })
 }
@@ -180,10 +184,7 @@ impl ChunkedDecoder {
                     if self.ext > MAX_EXT {
                         return Err(bad("chunk extension too long"));
                     }
-                    let ends = matches!(
-                        at,
-                        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterValue
-                    );
+                    let ends = matches!(at, Ext::Name | Ext::Token | Ext::AfterValue);
                     self.state = match (b, ext_step(at, b)) {
                         (b'\r', _) if ends => State::SizeLf,
                         (_, Some(next)) => State::Ext(next),
@@ -342,6 +343,29 @@ mod tests {
         for c in ok {
             let (body, _) = decode(c, 1).unwrap_or_else(|e| panic!("{e} for {c:?}"));
             assert_eq!(body, b"hello");
+        }
+    }
+
+    #[test]
+    fn no_whitespace_between_the_last_extension_and_the_line_end() {
+        // RFC 9112 7.1.1: BWS only before ";" or "=" (found by fuzzing:
+        // fuzz/regressions/chunked-ext-trailing-ws).
+        for bad in [
+            &b"5;a \r\nhello\r\n0\r\n\r\n"[..],
+            b"5;n=v   \r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"q\"\t\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                decode(bad, 1).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for good in [
+            &b"5;a ;b\r\nhello\r\n0\r\n\r\n"[..],
+            b"5;n=v \t;m\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert_eq!(decode(good, 1).map(|(b, _)| b), Ok(b"hello".to_vec()));
         }
     }
 

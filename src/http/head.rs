@@ -70,6 +70,8 @@ pub struct Head<'h, 'b> {
     pub expect_continue: bool,
     /// The Host header's value, when present.
     pub host: Option<&'b [u8]>,
+    /// A `Forwarded`, `X-Forwarded-For` or `X-Forwarded-Proto` field is present.
+    pub forwarded: bool,
     /// Bytes of the buffer the head used.
     pub len: usize,
 }
@@ -197,6 +199,9 @@ pub fn parse<'h, 'b>(
         .parse_with_uninit_headers(buf, slots)
         .map_err(|e| map_parse_error(e, buf))?;
     let len = match status {
+        httparse::Status::Complete(n) if n > limits.max_head() => {
+            return Err(HttpError::HeadersTooLarge("request head too large"))
+        }
         httparse::Status::Complete(n) => n,
         httparse::Status::Partial => {
             if buf.len() > limits.max_head() {
@@ -228,9 +233,18 @@ pub fn parse<'h, 'b>(
     let mut host: Option<&'b [u8]> = None;
     let mut hosts = 0;
     let mut content_types = 0;
+    let mut forwarded = false;
 
-    for h in headers {
-        if h.name.len() + h.value.len() + 2 > limits.field_size {
+    // A field line as sent, whitespace around the value included (the slices httparse gives
+    // are trimmed): from its name to the CRLF before the next name, or before the final CRLF.
+    let base = buf.as_ptr() as usize;
+    for (i, h) in headers.iter().enumerate() {
+        let start = h.name.as_ptr() as usize - base;
+        let end = match headers.get(i + 1) {
+            Some(next) => (next.name.as_ptr() as usize - base).saturating_sub(2),
+            None => len.saturating_sub(4),
+        };
+        if end.saturating_sub(start) > limits.field_size {
             return Err(HttpError::HeadersTooLarge("header field too large"));
         }
         let name = h.name.as_bytes();
@@ -283,6 +297,12 @@ pub fn parse<'h, 'b>(
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
             host = Some(trim(h.value));
+        } else if matches!(name.first(), Some(b'x' | b'X' | b'f' | b'F'))
+            && (name.eq_ignore_ascii_case(b"x-forwarded-for")
+                || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+                || name.eq_ignore_ascii_case(b"forwarded"))
+        {
+            forwarded = true;
         }
     }
 
@@ -337,6 +357,7 @@ pub fn parse<'h, 'b>(
         keep_alive,
         expect_continue,
         host,
+        forwarded,
         len,
     }))
 }
@@ -473,6 +494,64 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.status(), 413);
+    }
+
+    #[test]
+    fn field_size_counts_the_whitespace_around_a_value() {
+        // The limit is on the field line as sent (found while fuzzing:
+        // fuzz/regressions/head-field-size-ows).
+        let limits = Limits {
+            line: 100,
+            fields: 10,
+            field_size: 30,
+            body: 10,
+        };
+        let padded = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Pad:{}v\r\n\r\n",
+            " ".repeat(60)
+        );
+        assert_eq!(
+            run_with(padded.as_bytes(), &limits).unwrap_err().status(),
+            431
+        );
+        let fits = format!(
+            "GET / HTTP/1.1\r\nX-Pad:{}v   \r\nHost: x\r\n\r\n",
+            " ".repeat(20)
+        );
+        assert_eq!(fits.lines().nth(1).map(str::len), Some(30));
+        assert!(run_with(fits.as_bytes(), &limits).unwrap().is_some());
+        let over = fits.replacen("X-Pad:", "X-Pad: ", 1);
+        assert_eq!(
+            run_with(over.as_bytes(), &limits).unwrap_err().status(),
+            431
+        );
+    }
+
+    #[test]
+    fn complete_head_is_held_to_the_head_limit() {
+        // Found by fuzzing (fuzz/regressions/head-complete-head-over-max-head): a value's
+        // surrounding whitespace and empty lines before the request line count towards
+        // no field limit, so a head that arrived whole could be longer than a partial
+        // one may grow, and the answer depended on how the bytes were split.
+        let limits = Limits {
+            line: 40,
+            fields: 2,
+            field_size: 30,
+            body: 10,
+        };
+        let padded = format!("GET / HTTP/1.1\r\nHost: {}x\r\n\r\n", " ".repeat(120));
+        let leading = format!("{}GET / HTTP/1.1\r\nHost: x\r\n\r\n", "\r\n".repeat(60));
+        for buf in [padded, leading] {
+            let buf = buf.as_bytes();
+            assert!(buf.len() > limits.max_head());
+            assert_eq!(run_with(buf, &limits).unwrap_err().status(), 431);
+            assert_eq!(
+                run_with(&buf[..buf.len() - 1], &limits)
+                    .unwrap_err()
+                    .status(),
+                431
+            );
+        }
     }
 
     #[test]

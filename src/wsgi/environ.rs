@@ -192,7 +192,8 @@ impl EnvironBuilder {
         env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
 
         let target = head.target.as_bytes();
-        let raw = PyString::new(py, head.target);
+        // Latin-1, like every CGI value (PEP 3333's native strings), not UTF-8.
+        let raw = latin1_str(py, head.target.as_bytes());
         env.set_item(intern!(py, "REQUEST_URI"), &raw)?;
         env.set_item(intern!(py, "RAW_URI"), &raw)?;
         let target = match memchr::memchr(b'#', target) {
@@ -205,7 +206,10 @@ impl EnvironBuilder {
         };
         // absolute-form (RFC 9112 §3.2.2): keep only the path.
         if path.len() > 7
-            && (path[..7].eq_ignore_ascii_case(b"http://") || path.starts_with(b"https://"))
+            && (path[..7].eq_ignore_ascii_case(b"http://")
+                || path
+                    .get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"https://")))
         {
             let after = &path[path.iter().position(|&b| b == b':').unwrap_or(0) + 3..];
             path = match memchr::memchr(b'/', after) {

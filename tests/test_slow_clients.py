@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import selectors
 import socket
-import statistics
 import struct
 import sys
 import threading
@@ -136,10 +135,8 @@ def test_slowloris_1000_connections(start_server):
         for _, data in closed.values():
             assert data == b"" or data.startswith(b"HTTP/1.1 408 "), data[:200]
         assert len(latencies) >= 4, latencies
-        # The issue asks for 100 ms; the median is held to it (one slow sample on a busy
-        # 2-core machine is not a failure), every sample to 1 s.
-        assert statistics.median(latencies) < 0.1, latencies
-        assert max(latencies) < 1.0, latencies
+        # The issue asks for 100 ms, for every probe (measured here: 1-45 ms).
+        assert max(latencies) < 0.1, sorted(round(x * 1000, 1) for x in latencies)
     finally:
         for sock in opened:
             sock.close()

@@ -168,7 +168,10 @@ def test_core_config_has_every_key_the_rust_core_reads():
         "certfile",
         "keyfile",
         "ca_certs",
+        "static",
+        "static_cache_control",
         "errors",
+        "metrics",
     }
     assert conf["threads"] == 8 and conf["multiprocess"] is False
     assert conf["max_connections"] > 0, "0 (the default) becomes a real limit"

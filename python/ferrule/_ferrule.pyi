@@ -8,12 +8,16 @@ __all__ = [
     "FileWatch",
     "FileWrapper",
     "InputStream",
+    "METRICS_SIZE",
     "Server",
     "StartResponse",
     "__version__",
     "check_access_format",
+    "read_metrics",
 ]
 __version__: str
+METRICS_SIZE: int
+"""Bytes of one process's metrics region in the heartbeat file (src/server/metrics.rs)."""
 
 @final
 class Server:
@@ -29,9 +33,18 @@ class Server:
         """Read the TLS certificate and key again (SIGHUP); new connections use them."""
     def reopen_logs(self) -> None:
         """Open the access-log file again (SIGUSR1, after logrotate moved it)."""
+    def metrics(self) -> dict[str, Any] | None:
+        """The request metrics (``metrics`` in the config), or None without them: keys
+        ``requests`` ({(method, status): count}), ``duration_bounds`` (seconds),
+        ``duration_buckets`` (per bucket, +Inf last), ``duration_sum_ns``, ``in_flight``,
+        ``connections``."""
 
 def check_access_format(spec: str) -> None:
     """Raise ValueError if ``spec`` is not a valid access-log format."""
+
+def read_metrics(fd: int, offset: int) -> dict[str, Any]:
+    """A worker's metrics region at ``offset`` in the heartbeat file ``fd`` (live, or the last
+    values of a worker that exited), as ``Server.metrics()`` returns them."""
 
 @final
 class StartResponse:

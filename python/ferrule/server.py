@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Callable
 
-from ferrule import config, loader, logs, settings, sockets
+from ferrule import config, loader, logs, metrics, settings, sockets
 from ferrule.hooks import Hooks
 from ferrule.workers import systemd
 from ferrule.workers.pidfile import PidFile
@@ -111,6 +111,7 @@ def core_config(resolved: settings.Settings) -> dict[str, Any]:
     conf["access_log_python"] = logs.access_has_user_handler()
     conf["multiprocess"] = False
     conf["errors"] = logs.ErrorStream()
+    conf["metrics"] = resolved.metrics_bind is not None
     return conf
 
 
@@ -158,7 +159,8 @@ def run(
             signal.SIGUSR1: reopen_logs(server),
         }
         # Handlers first: whoever reads "Listening at" may send a signal at once.
-        with stop_on_signals(server, on_stop=_notify_stopping, others=others) as wakeup_fd:
+        scrapes = metrics.serve_in_thread(resolved.metrics_bind, server)
+        with stop_on_signals(server, on_stop=_notify_stopping, others=others) as wakeup_fd, scrapes:
             log.info("Starting ferrule %s", core.__version__)
             log.info("Using %d threads", resolved.threads)
             for lst in listeners:

@@ -314,6 +314,50 @@ def log_config_file(value: Any) -> str | None:
     return path
 
 
+def static_mounts(value: Any) -> tuple[str, ...]:
+    """``URL=DIR`` mounts (one, or a list): the URL a path prefix, the directory existing;
+    returned as ``URL=ABSOLUTE_DIR`` with the URL's trailing slash dropped."""
+    mounts: list[str] = []
+    for item in _string_list(value, "a URL=DIR mount"):
+        url, sep, path = item.partition("=")
+        url = url.strip()
+        if not sep or not path:
+            raise ValueError(f"expected URL=DIR, such as /static=./static; got {item!r}")
+        prefix = url.rstrip("/")
+        if not url.startswith("/") or not prefix:
+            raise ValueError(f"the URL must start with '/' and not be '/' alone; got {item!r}")
+        if any(c.isspace() or c in "?#%\\" for c in prefix) or any(
+            seg in (".", "..") for seg in prefix.split("/")
+        ):
+            raise ValueError(
+                "the URL may not hold spaces, '?', '#', '%', '\\' or '.'/'..' segments; "
+                f"got {item!r}"
+            )
+        if not os.path.isdir(path):
+            raise ValueError(f"{path!r} is not a directory (in {item!r})")
+        mounts.append(f"{prefix}={os.path.abspath(path)}")
+    return tuple(mounts)
+
+
+def header_value(value: Any) -> str | None:
+    """A response header value: no CR, LF or other control characters."""
+    if value is None:
+        return None
+    text = string(value).strip()
+    if not text:
+        raise ValueError("expected a header value, got an empty string")
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in text):
+        raise ValueError(f"control character in {value!r}")
+    return text
+
+
+def optional_bind(value: Any) -> str | None:
+    """One address as ``bind`` takes it (``HOST:PORT``, ``[IPV6]:PORT``, ``unix:PATH``)."""
+    if value is None:
+        return None
+    return str(sockets.parse_bind(string(value)))
+
+
 APP = "Application"
 SOCKET = "Server socket"
 THREADS = "Threads"
@@ -322,10 +366,25 @@ TIMEOUTS = "Timeouts"
 LIMITS = "Request limits"
 PROXIES = "Proxies"
 TLS = "TLS"
+STATIC = "Static files"
 LOGGING = "Logging"
+METRICS = "Metrics"
 CONFIG = "Config file"
 
-SECTIONS = (CONFIG, APP, SOCKET, PROXIES, TLS, THREADS, PROCESSES, TIMEOUTS, LIMITS, LOGGING)
+SECTIONS = (
+    CONFIG,
+    APP,
+    SOCKET,
+    PROXIES,
+    TLS,
+    STATIC,
+    THREADS,
+    PROCESSES,
+    TIMEOUTS,
+    LIMITS,
+    LOGGING,
+    METRICS,
+)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -820,6 +879,43 @@ SETTINGS: tuple[Setting, ...] = (
         core=True,
     ),
     Setting(
+        "static",
+        STATIC,
+        static_mounts,
+        (),
+        "Serve the files of DIR at the URL prefix URL, from the Rust core; repeatable.",
+        doc="`--static /static=./static` answers every request whose (percent-decoded) path "
+        "starts with `/static/` from the directory, before any Python runs: GET and HEAD "
+        "get the file with sendfile, `ETag` and `Last-Modified` (and 304 for `If-None-Match` "
+        "/ `If-Modified-Since`), one byte range (206, 416 past the end; several ranges get "
+        "the whole file), and a `Content-Type` from the extension; other methods get 405. A "
+        "path under the prefix naming no regular file (missing, a directory: no index or "
+        "listing) is a 404 from the core, never passed to the application. `..`, encoded "
+        "slashes and backslashes, NUL, and symlinks resolving outside DIR are refused "
+        "(404). The longest matching prefix wins; `/` alone is refused. DIR is made "
+        'absolute. See docs/deployment.md, "Static files".',
+        flags=("--static",),
+        metavar="URL=DIR",
+        action="append",
+        core=True,
+        default_doc="none",
+    ),
+    Setting(
+        "static_cache_control",
+        STATIC,
+        header_value,
+        None,
+        "The `Cache-Control` header of static responses, e.g. `public, max-age=3600`.",
+        doc="Sent with every 200, 206 and 304 from a `static` mount. Without it no "
+        "`Cache-Control` is sent: clients revalidate with the `ETag` and `Last-Modified` "
+        "validators, by their own heuristics. For fingerprinted file names "
+        "(`app.3f2a1b.js`), `public, max-age=31536000, immutable` is usual.",
+        flags=("--static-cache-control",),
+        metavar="VALUE",
+        core=True,
+        default_doc="none",
+    ),
+    Setting(
         "log_level",
         LOGGING,
         choice(*LOG_LEVELS),
@@ -922,6 +1018,25 @@ SETTINGS: tuple[Setting, ...] = (
         flags=("--access-logformat",),
         metavar="FORMAT",
         core=True,
+    ),
+    Setting(
+        "metrics_bind",
+        METRICS,
+        optional_bind,
+        None,
+        "Serve Prometheus metrics (text format 0.0.4) at this address, e.g. `127.0.0.1:9100`.",
+        doc="Any path answers (`/metrics` by convention). The numbers cover every worker: "
+        "requests by method and status (`ferrule_requests_total`), a latency histogram "
+        "(`ferrule_request_duration_seconds`), requests in flight, open connections and, "
+        "with a master, worker restarts and the number of workers. The master serves it "
+        "(a single process serves it from a thread of its own); each worker's core counts "
+        "with a few atomic adds per request into memory the master reads. Keep it on a "
+        "private address: it is not authenticated. The log line `Metrics at:` shows the "
+        "address (port `0` picks a free one). See "
+        "[deployment](deployment.md#metrics).",
+        flags=("--metrics-bind",),
+        metavar="ADDRESS",
+        default_doc="none: no metrics",
     ),
 )
 

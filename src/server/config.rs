@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 
 use crate::http::head::Limits;
 use crate::net::allow::AllowList;
+use crate::static_files::Mounts;
 use crate::tls::TlsFiles;
 
 #[derive(Clone, Debug)]
@@ -41,6 +42,12 @@ pub struct Config {
     pub max_requests: u64,
     /// Where to write this process's heartbeat record: a shared file and an offset.
     pub heartbeat: Option<(i32, u64)>,
+    /// `--static /url=dir` mounts and their `Cache-Control` (src/static_files/).
+    pub static_files: Mounts,
+    /// Keep request metrics (`metrics_bind` is set; src/server/metrics.rs).
+    pub metrics: bool,
+    /// Keep them in the heartbeat file at this offset (a worker), not in private memory.
+    pub metrics_offset: Option<u64>,
 }
 
 impl Default for Config {
@@ -63,6 +70,9 @@ impl Default for Config {
             max_connections: 1 << 20,
             max_requests: 0,
             heartbeat: None,
+            static_files: Mounts::default(),
+            metrics: false,
+            metrics_offset: None,
         }
     }
 }
@@ -143,6 +153,13 @@ impl Config {
                 Some(fd) if fd >= 0 => Some((fd, get(d, "heartbeat_offset", 0u64)?)),
                 _ => None,
             },
+            static_files: Mounts::parse(
+                &get::<Vec<String>>(d, "static", vec![])?,
+                get(d, "static_cache_control", None)?,
+            )
+            .map_err(|e| PyValueError::new_err(format!("setting static: {e}")))?,
+            metrics: get(d, "metrics", false)?,
+            metrics_offset: get(d, "metrics_offset", None)?,
         })
     }
 }

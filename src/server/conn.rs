@@ -10,12 +10,14 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::access::format::Record;
+use super::metrics;
 use super::pool::{Shared, ThreadCtx};
 use crate::http::date;
 use crate::http::error::HttpError;
 use crate::http::head::{self, Framing, Head};
 use crate::http::{forwarded, proxy};
 use crate::net::socket::{self, Socket};
+use crate::static_files::{self, After};
 use crate::wsgi::app;
 use crate::wsgi::input::{blocking_wait as read_wait, BodyReader, InputStream};
 use crate::wsgi::output::Output;
@@ -194,6 +196,8 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                 heap = vec![MaybeUninit::uninit(); limits.fields + 1];
                 &mut heap
             };
+            // A request under a `--static` mount, answered without the app.
+            let mut answered = None;
             let prepared = match head::parse(&conn.buf[conn.pos..], slots, &limits) {
                 Err(e) => {
                     refuse(conn, &e);
@@ -209,6 +213,9 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                     };
                     if waiting_body {
                         None
+                    } else if let Some(a) = static_files::answer(py, shared, ctx, conn, &h) {
+                        answered = Some(a);
+                        None
                     } else {
                         let line = std::mem::take(&mut ctx.line);
                         Some(prepare(py, shared, conn, &h, line))
@@ -216,6 +223,16 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                 }
                 Ok(None) => None,
             };
+            if let Some(a) = answered {
+                conn.pos += a.consumed;
+                conn.requests += 1;
+                conn.deadline = None;
+                match a.after {
+                    After::KeepAlive if !shared.is_stopping() => continue,
+                    After::Linger => return linger(conn),
+                    _ => return Next::Close,
+                }
+            }
             match prepared {
                 Some(Some(p)) => {
                     let ending = exchange(py, shared, ctx, conn, p);
@@ -320,6 +337,8 @@ struct Prepared<'py> {
     keep_alive: bool,
     expect_continue: bool,
     head_len: usize,
+    /// With metrics: when the request was admitted ([`metrics::now_ns`]), and its method.
+    metered: Option<(u64, usize)>,
 }
 
 /// What the access-log line needs from the request, taken before the app runs.
@@ -343,7 +362,7 @@ fn forwarded(
     environ: &Bound<'_, pyo3::types::PyDict>,
 ) -> PyResult<Option<String>> {
     let trusted = &shared.cfg.forwarded_allow;
-    if trusted.is_empty() || conn.peer_ip.is_some_and(|ip| !trusted.contains(ip)) {
+    if !h.forwarded || trusted.is_empty() || conn.peer_ip.is_some_and(|ip| !trusted.contains(ip)) {
         return Ok(None);
     }
     let headers = h.headers.iter().map(|f| (f.name, f.value));
@@ -382,7 +401,11 @@ fn prepare<'py>(
             shared
                 .loggers
                 .exception(py, "Could not build the WSGI environ", &e);
-            refuse(conn, &HttpError::BadRequest("could not decode request"));
+            let err = HttpError::BadRequest("could not decode request");
+            refuse(conn, &err);
+            if let Some(m) = &shared.metrics {
+                m.refused_parsed(metrics::method_index(h.method.as_bytes()), err.status());
+            }
             return None;
         }
     };
@@ -404,6 +427,13 @@ fn prepare<'py>(
         keep_alive: h.keep_alive && !shared.cfg.keep_alive.is_zero() && !shared.is_stopping(),
         expect_continue: h.expect_continue,
         head_len: h.len,
+        metered: shared.metrics.as_ref().map(|m| {
+            m.begin();
+            (
+                metrics::now_ns(),
+                metrics::method_index(h.method.as_bytes()),
+            )
+        }),
     })
 }
 
@@ -433,7 +463,14 @@ fn exchange(
         keep_alive,
         expect_continue,
         head_len,
+        metered,
     } = p;
+    // Ends the request's metrics (a few relaxed atomic adds).
+    let metered_end = |status: u16| {
+        if let (Some(m), Some((start, method))) = (&shared.metrics, metered) {
+            m.finish_since(method, status, start);
+        }
+    };
     conn.pos += head_len;
     let fd = conn.sock.fd();
     let cfg = &shared.cfg;
@@ -474,6 +511,7 @@ fn exchange(
             shared
                 .loggers
                 .exception(py, "Could not set up the request", &e);
+            metered_end(500);
             return Ending::Close;
         }
     };
@@ -488,6 +526,7 @@ fn exchange(
         &line,
     );
     ctx.leave_app(shared);
+    metered_end(outcome.status);
 
     // Take the buffer back, finishing the body if the app left some of it unread.
     let mut keep = outcome.keep_alive;

@@ -17,6 +17,12 @@
 //! Start times come from sampling: a thread's exchange counter seen unchanged across
 //! samples is the same request, first seen at the earlier sample (so they are early by
 //! at most one beat's error in the request's favour, never late).
+//!
+//! With metrics (`--metrics-bind`), a worker's slot in the same file is this record
+//! followed, at offset [`RECORD`] (512), by its metrics region (`metrics_offset`, see
+//! [`super::metrics`]): counters the request path adds to in place, through a shared
+//! mapping, and the master reads at each scrape. This thread does not copy them: they
+//! need no beat, and they stay readable after the process died.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,6 +5,7 @@ pub mod access;
 pub mod config;
 pub mod conn;
 pub mod heartbeat;
+pub mod metrics;
 pub mod pool;
 pub mod slots;
 pub mod watch;
@@ -299,5 +300,15 @@ impl Server {
                 .map_err(|e| PyOSError::new_err(format!("access log: {e}"))),
             None => Ok(()),
         }
+    }
+
+    /// The request metrics (`metrics` in the config) as a dict, or None without them: see
+    /// src/server/metrics.rs.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.shared
+            .metrics
+            .as_ref()
+            .map(|m| m.snapshot(py))
+            .transpose()
     }
 }

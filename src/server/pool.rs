@@ -21,6 +21,7 @@ use super::access::format::Record;
 use super::access::AccessLog;
 use super::config::Config;
 use super::conn::{refuse, serve, Conn, Next};
+use super::metrics::Metrics;
 use super::slots::Slots;
 use crate::http::error::HttpError;
 use crate::net::event::EventFd;
@@ -124,6 +125,8 @@ pub struct Shared {
     pub stopped: EventFd,
     /// Requests taken so far.
     pub served: AtomicU64,
+    /// Request metrics (`metrics` in the config): counters only, see [`Metrics`].
+    pub metrics: Option<Metrics>,
     pub pool: Pool,
     pub app: Py<PyAny>,
     pub environ: EnvironBuilder,
@@ -196,6 +199,11 @@ impl Shared {
         }
         let threads = cfg.threads;
         let max = cfg.max_connections;
+        let metrics = match (cfg.metrics, cfg.heartbeat, cfg.metrics_offset) {
+            (false, _, _) => None,
+            (true, Some((fd, _)), Some(offset)) => Some(Metrics::shared(fd, offset)?),
+            (true, _, _) => Some(Metrics::private()),
+        };
         Ok(Shared {
             cfg,
             poller,
@@ -205,6 +213,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             stopped: EventFd::new()?,
             served: AtomicU64::new(0),
+            metrics,
             pool: Pool::new(threads),
             app,
             environ,
@@ -269,7 +278,12 @@ impl Shared {
         }
     }
 
+    /// Logs (and counts, with metrics) a request refused before the app: `conn`'s unread
+    /// bytes start with it.
     pub fn log_refusal(&self, py: Python<'_>, conn: &Conn, err: &HttpError) {
+        if let Some(m) = &self.metrics {
+            m.refused(conn.buf.get(conn.pos..).unwrap_or_default(), err.status());
+        }
         self.loggers.log(
             py,
             "info",
@@ -349,6 +363,9 @@ impl Shared {
             Peer::Inet(a) => (peer.host(), peer.port(), Some(a.ip())),
             Peer::Unix => (String::new(), String::new(), None),
         };
+        if let Some(m) = &self.metrics {
+            m.connection_opened();
+        }
         let token = self.slots.token(slot_index);
         let fd = sock.fd();
         let mut conn = Conn::new(
@@ -450,6 +467,9 @@ impl Shared {
     /// Frees a connection's slot; resumes accepting if the connection limit had paused it.
     fn release_slot(&self, index: u32) {
         self.slots.release(index);
+        if let Some(m) = &self.metrics {
+            m.connection_closed();
+        }
         if self.accept_paused.swap(false, Ordering::AcqRel) {
             if let Ok(mut q) = self.ready.lock() {
                 q.extend((0..self.listeners.len()).map(|i| LISTENER_BIT | i as u64));

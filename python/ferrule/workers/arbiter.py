@@ -6,7 +6,8 @@ queue (Python then writes a byte to the wake-up pipe); the main loop below wakes
 the signals off the queue and acts (logging from a handler once crashed gunicorn's master:
 issues #2564, #3198). The loop also wakes every ``TICK`` seconds to reap exited workers, read
 the heartbeat records and kill workers stuck past ``worker_timeout``; ``--reload``'s inotify
-descriptor wakes it too.
+descriptor wakes it too, and so does ``--metrics-bind``'s socket: scrapes are answered inline,
+non-blocking (``ferrule.metrics``), with the workers' counters read from the heartbeat file.
 
 | signal | the master |
 |---|---|
@@ -37,8 +38,9 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from ferrule import loader, logs, server, sockets
+from ferrule import loader, logs, metrics, server, sockets
 from ferrule.hooks import Hooks
 from ferrule.settings import Settings
 from ferrule.workers import systemd, worker
@@ -111,15 +113,19 @@ class Arbiter:
         self.listeners: list[sockets.Listener] = []
         self.heartbeat: HeartbeatFile | None = None
         self.wake_r = self.wake_w = -1
+        self.totals = metrics.Totals()
+        """``--metrics-bind``: counts of exited workers, and restarts."""
+        self.metrics: metrics.Endpoint | None = None
+        self.core: Any = None
 
     # --- running -----------------------------------------------------------------------
 
     def run(self) -> int:
-        core = server.import_core()
+        core = self.core = server.import_core()
         self.source.load_in_master()
         self.hooks.starting(self.s, lambda: self.target, master=True)
         # Handlers first: whoever reads "Listening at" may send a signal at once.
-        with self._signals(), self._heartbeat_file():
+        with self._signals(), self._heartbeat_file(), self._metrics_endpoint():
             with server.process_resources(self.s, listen=not self.s.reuse_port) as listeners:
                 self.listeners = listeners
                 log.info("Starting ferrule %s (master pid %d)", core.__version__, os.getpid())
@@ -151,11 +157,34 @@ class Arbiter:
 
     @contextlib.contextmanager
     def _heartbeat_file(self) -> Iterator[None]:
-        self.heartbeat = HeartbeatFile()
+        self.heartbeat = HeartbeatFile(self.core.METRICS_SIZE if self.s.metrics_bind else 0)
         try:
             yield
         finally:
             self.heartbeat.close()
+
+    @contextlib.contextmanager
+    def _metrics_endpoint(self) -> Iterator[None]:
+        if self.s.metrics_bind is None:
+            yield
+            return
+        self.metrics = metrics.open_endpoint(self.s.metrics_bind, self._scrape)
+        try:
+            yield
+        finally:
+            self.metrics.close()
+            self.metrics = None
+
+    def _worker_metrics(self, w: WorkerProcess) -> metrics.Counts:
+        """A worker's counters, from its slot of the heartbeat file (live, or its last)."""
+        assert self.heartbeat is not None
+        at = self.heartbeat.metrics_offset(w.heartbeat_offset)
+        return metrics.Counts.from_core(self.core.read_metrics(self.heartbeat.fd, at))
+
+    def _scrape(self) -> str:
+        return self.totals.text(
+            (self._worker_metrics(w) for w in self.workers.values()), len(self.workers)
+        )
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -182,10 +211,15 @@ class Arbiter:
         fds = [self.wake_r] + [w.status_fd for w in self.workers.values() if w.status_fd >= 0]
         if self.watcher is not None:
             fds.append(self.watcher.fileno())
+        scrapes = self.metrics.read_fds() if self.metrics is not None else []
+        scrapes_w = self.metrics.write_fds() if self.metrics is not None else []
         try:
-            readable, _, _ = select.select(fds, [], [], TICK)
+            readable, writable, _ = select.select(fds + scrapes, scrapes_w, [], TICK)
         except InterruptedError:
             return
+        if self.metrics is not None:  # answered inline: never blocks, bounded (metrics.py)
+            self.metrics.step(set(readable) & set(scrapes), writable)
+            readable = [fd for fd in readable if fd not in scrapes]
         for fd in readable:
             if fd == self.wake_r:
                 with contextlib.suppress(BlockingIOError):
@@ -378,6 +412,8 @@ class Arbiter:
         code = worker.EXIT_BOOT_FAILED
         try:
             signal.set_wakeup_fd(-1)
+            if self.metrics is not None:
+                self.metrics.close_in_child()
             for fd in (self.wake_r, self.wake_w, *(w.status_fd for w in self.workers.values())):
                 if fd >= 0:
                     os.close(fd)
@@ -439,6 +475,11 @@ class Arbiter:
                 os.close(w.status_fd)
                 w.status_fd = -1
             assert self.heartbeat is not None
+            if self.metrics is not None:  # its counts must outlive it (before the slot is reused)
+                try:
+                    self.totals.fold(self._worker_metrics(w))
+                except OSError as exc:
+                    log.error("Worker %d: its metrics could not be read: %s", w.pid, exc)
             self.heartbeat.release(w.heartbeat_offset)
             self._exited(w, os.waitstatus_to_exitcode(status))
 
@@ -458,10 +499,14 @@ class Arbiter:
             self._boot_failed(w, code, how)
         elif w.timed_out:
             log.info("Worker %d is gone (%s)", w.pid, how)
+            if not self.stopping:
+                self.totals.restarted("timeout")
         elif code == 0:
             log.info("Worker %d exited by itself (max_requests); replacing it", w.pid)
+            self.totals.restarted("max_requests")
         else:
             log.error("Worker %d died (%s); replacing it", w.pid, how)
+            self.totals.restarted("died")
 
     def _boot_failed(self, w: WorkerProcess, code: int, how: str) -> None:
         if code == worker.EXIT_APP_LOAD:

@@ -33,6 +33,7 @@ from ferrule.hooks import HookError, Hooks, WorkerInfo
 from ferrule.settings import Settings
 from ferrule.workers import reloader
 from ferrule.workers.appsource import AppSource
+from ferrule.workers.heartbeat import HeartbeatFile
 
 log = logging.getLogger(logs.ERROR_LOGGER)
 
@@ -103,6 +104,8 @@ def _serve(spec: WorkerSpec) -> int:
         conf["multiprocess"] = spec.multiprocess
         conf["heartbeat_fd"] = spec.heartbeat_fd
         conf["heartbeat_offset"] = spec.heartbeat_offset
+        if conf["metrics"]:  # counted in this worker's slot, where the master reads them
+            conf["metrics_offset"] = HeartbeatFile.metrics_offset(spec.heartbeat_offset)
         if limit > 0:
             conf["max_requests"] = limit
         srv = server.new_core_server(core, spec.hooks.wrap(app, spec.info), fds, conf)

@@ -1,6 +1,7 @@
 //! Percent-decoding of the request path (RFC 3986 §2.1), byte for byte.
 
-fn hex(b: u8) -> Option<u8> {
+/// The value of one hex digit.
+pub fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use crate::http::percent::hex;
+
 /// One `--static URL=DIR`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
@@ -117,15 +119,6 @@ fn absolute_form_path(target: &[u8]) -> Option<&[u8]> {
             _ => b"/",
         },
     )
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The decoded byte at `path[i]` and how many raw bytes it took (`%XX` or one).

@@ -262,6 +262,18 @@ impl BodyReader {
                 "client closed the connection mid-body".into(),
                 Some(HttpError::BadRequest("request body ended early")),
             )),
+            // A reset is the client going away too, not an application error.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Err(self.fail(
+                    format!("client reset the connection mid-body: {e}"),
+                    Some(HttpError::BadRequest("request body ended early")),
+                ))
+            }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(self.fail(
                 "timed out reading the request body".into(),
                 Some(HttpError::Timeout),

@@ -9,7 +9,7 @@ PYLIBDIR = $(shell $(VPY) -c "import sysconfig; print(sysconfig.get_config_var('
 .PHONY: test venv develop fmt clippy cargo-test ruff stubtest docs-check pytest clean
 .PHONY: bench bench-smoke
 
-test: venv fmt clippy cargo-test fuzz-smoke develop ruff stubtest docs-check pytest bench-smoke
+test: venv fmt clippy cargo-test fuzz-smoke develop ruff stubtest docs-check pytest bench-smoke soak-smoke
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -70,6 +70,12 @@ bench: develop
 # A 1-second run of the suite (ferrule, hello): checks the suite works, never a speed.
 bench-smoke: develop
 	$(VPY) bench/run.py --smoke
+
+# A ~20 s soak run (docs/soak.md): 30,000 mixed requests, fails on wrong answers, RSS growth
+# over 5 %, leaked fds or a dead server; never on a speed. The full run: bench/soak/run.py.
+.PHONY: soak-smoke
+soak-smoke: develop
+	$(VPY) bench/soak/run.py --short
 
 clean:
 	rm -rf $(VENV) target

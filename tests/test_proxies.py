@@ -233,9 +233,17 @@ def test_haproxy_rolling_restart_loses_no_request(start_server, proxies):
     )
     for name, pid in restarted.items():
         assert served_by(pid) >= 50, f"{name} (pid {pid}) after its restart"
-    lines = wait_until(  # HAProxy logs a request once its answer is sent
-        lambda: len(x := haproxy.log_lines()) >= load.count and x, what="HAProxy's log"
-    )
+    # HAProxy logs a request once its answer is sent, and drops log lines rather than block
+    # when its stdout pipe is full (seen in CI): read the log once it stops growing, and judge
+    # the lines it has. (The clients' own count above is the test of "0 failed".)
+    seen: list[int] = []
+
+    def settled() -> list[str]:
+        lines = haproxy.log_lines()
+        seen.append(len(lines))
+        return lines if len(seen) > 25 and seen[-25] == len(lines) > 0 else []
+
+    lines = wait_until(settled, timeout=15, interval=0.02, what="HAProxy's log to settle")
     assert not [line for line in lines if " 200 " not in line], lines[:20]
     # The restarts did happen under load: HAProxy retried requests refused by a stopped
     # instance on the other one (the log's retries field is "+N" when it redispatched).

@@ -166,9 +166,20 @@ fn map_parse_error(e: httparse::Error, buf: &[u8]) -> HttpError {
 /// with CONNECT, which takes nothing else.
 fn check_target_form(method: &str, target: &str) -> Result<(), HttpError> {
     let t = target.as_bytes();
-    let absolute = t.len() > 7
-        && (t[..7].eq_ignore_ascii_case(b"http://")
-            || t[..8.min(t.len())].eq_ignore_ascii_case(b"https://"));
+    let scheme = if t.len() > 7 && t[..7].eq_ignore_ascii_case(b"http://") {
+        7
+    } else if t.len() > 8 && t[..8].eq_ignore_ascii_case(b"https://") {
+        8
+    } else {
+        0
+    };
+    // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid and must be rejected.
+    let authority = t.get(scheme..).unwrap_or_default();
+    let host_len = authority
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(authority.len());
+    let absolute = scheme > 0 && host_len > 0;
     let ok = if method == "CONNECT" {
         !t.starts_with(b"/") && !absolute && t != b"*"
     } else if t == b"*" {
@@ -494,6 +505,25 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.status(), 413);
+    }
+
+    #[test]
+    fn absolute_form_needs_a_host() {
+        // RFC 9110 4.2.1 (noticed while fuzzing): an http URI with an empty host is invalid.
+        for bad in [
+            "http:///x",
+            "http://?q",
+            "HTTPS:///",
+            "http://#f",
+            "http://",
+        ] {
+            let req = format!("GET {bad} HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(run(req.as_bytes()).unwrap_err().status(), 400, "{bad}");
+        }
+        for good in ["http://h/x", "HTTPS://h", "http://h?q", "http://[::1]:80/"] {
+            let req = format!("GET {good} HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert!(run(req.as_bytes()).unwrap().is_some(), "{good}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -129,6 +132,25 @@ def run_ferrule(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+@contextlib.contextmanager
+def shared_server(tmp_path_factory, name: str, *args: str) -> Iterator[ServerProcess]:
+    """One server on 127.0.0.1:0 for a whole test module: a module-scoped fixture yields
+    from ``with shared_server(tmp_path_factory, "name", ARGS...) as s``."""
+    s = ServerProcess(
+        ["--bind", "127.0.0.1:0", *args], tmp_path_factory.mktemp(name), ferrule_env()
+    )
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        s.stop()
+
+
+def token() -> str:
+    """A short unique marker to find one request's lines in a shared server's log."""
+    return uuid.uuid4().hex[:10]
 
 
 @pytest.fixture

@@ -29,27 +29,17 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 
 import pytest
-from conftest import ServerProcess, ferrule_env
+from conftest import shared_server, token
 from hostile_client import Client, assert_no_findings, proc_counts, request, wait_for_log_after
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = ServerProcess(
-        ["--bind", "127.0.0.1:0", "--threads", "2", "--access-log", "hostile_misbehaving:app"],
-        tmp_path_factory.mktemp("misbehaving"),
-        ferrule_env(),
-    )
-    s.wait_ready()
-    yield s
-    s.stop()
-
-
-def token() -> str:
-    return uuid.uuid4().hex[:10]
+    args = ("--threads", "2", "--access-log", "hostile_misbehaving:app")
+    with shared_server(tmp_path_factory, "misbehaving", *args) as s:
+        yield s
 
 
 def access_line(srv, mark: int, path: str, status: int) -> re.Match[str]:

@@ -19,9 +19,9 @@ import struct
 import sys
 import threading
 import time
-import uuid
 
 import pytest
+from conftest import shared_server, token
 from hostile_client import (
     Client,
     Closed,
@@ -33,23 +33,11 @@ from hostile_client import (
 )
 
 
-def token() -> str:
-    return uuid.uuid4().hex[:10]
-
-
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     """`hostile_slow:app` on 2 threads with default timeouts."""
-    from conftest import ServerProcess, ferrule_env
-
-    s = ServerProcess(
-        ["--bind", "127.0.0.1:0", "--threads", "2", "hostile_slow:app"],
-        tmp_path_factory.mktemp("slow"),
-        ferrule_env(),
-    )
-    s.wait_ready()
-    yield s
-    s.stop()
+    with shared_server(tmp_path_factory, "slow", "--threads", "2", "hostile_slow:app") as s:
+        yield s
 
 
 def thread_bound(app_threads: int) -> int:

@@ -24,10 +24,9 @@ obfuscations.)
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
-from conftest import ServerProcess, ferrule_env
+from conftest import ServerProcess, shared_server, token
 from hostile_client import Client, Closed, assert_no_findings, wait_for_log_after
 
 TIMEOUT = 3.0
@@ -35,18 +34,8 @@ TIMEOUT = 3.0
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    s = ServerProcess(
-        ["--bind", "127.0.0.1:0", "--access-log", "hostile_echo:app"],
-        tmp_path_factory.mktemp("smuggling"),
-        ferrule_env(),
-    )
-    s.wait_ready()
-    yield s
-    s.stop()
-
-
-def token() -> str:
-    return uuid.uuid4().hex[:10]
+    with shared_server(tmp_path_factory, "smuggling", "--access-log", "hostile_echo:app") as s:
+        yield s
 
 
 def assert_refused(srv: ServerProcess, data: bytes, smuggled: str = "") -> int:

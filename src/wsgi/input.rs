@@ -19,6 +19,9 @@ use crate::http::error::HttpError;
 use crate::net::socket::{self, Interest};
 
 const READ_CHUNK: usize = 64 * 1024;
+/// A read that needs at least this much from the socket reads it straight into the
+/// bytes object it returns (see [`BodyReader::direct_len`]).
+const DIRECT_MIN: usize = 16 * 1024;
 /// How much unread body the server reads and discards after the app returns, to keep
 /// the connection for the next request. More than this, and the connection closes.
 pub const DRAIN_MAX: u64 = 64 * 1024;
@@ -157,6 +160,22 @@ impl BodyReader {
         io::Error::new(io::ErrorKind::InvalidData, msg)
     }
 
+    /// Sends `100 Continue` before the first read from the socket, when the client asked.
+    fn continue_once(&mut self) -> io::Result<()> {
+        if self.send_continue {
+            self.send_continue = false;
+            let fd = self.fd;
+            let mut wait = |_: RawFd, d: Instant| socket::wait(fd, Interest::Write, Some(d));
+            socket::write_all_vectored(
+                fd,
+                &[b"HTTP/1.1 100 Continue\r\n\r\n"],
+                self.timeout,
+                &mut wait,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Reads more bytes from the socket into `buf`, waiting via `block` when none are
     /// ready. Returns false at EOF.
     fn fill(
@@ -169,17 +188,7 @@ impl BodyReader {
                 "request is over",
             ));
         }
-        if self.send_continue {
-            self.send_continue = false;
-            let fd = self.fd;
-            let mut wait = |_: RawFd, d: Instant| socket::wait(fd, Interest::Write, Some(d));
-            socket::write_all_vectored(
-                fd,
-                &[b"HTTP/1.1 100 Continue\r\n\r\n"],
-                self.timeout,
-                &mut wait,
-            )?;
-        }
+        self.continue_once()?;
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -256,7 +265,14 @@ impl BodyReader {
         &mut self,
         block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
     ) -> io::Result<()> {
-        match self.fill(block) {
+        let r = self.fill(block);
+        self.body_read(r)
+    }
+
+    /// What a read of body bytes means for the body: `Ok(false)` (the end of the stream)
+    /// or a timeout fails it, with the status to refuse it with.
+    fn body_read(&mut self, r: io::Result<bool>) -> io::Result<()> {
+        match r {
             Ok(true) => Ok(()),
             Ok(false) => Err(self.fail(
                 "client closed the connection mid-body".into(),
@@ -280,6 +296,70 @@ impl BodyReader {
             )),
             Err(e) => Err(self.fail(format!("error reading the request body: {e}"), None)),
         }
+    }
+
+    /// How many bytes a read of up to `size` would return from a Content-Length body
+    /// with nothing decoded pending, when most of them are still in the socket: the
+    /// caller then allocates the result and [`read_exact_into`](Self::read_exact_into)
+    /// reads into it, so the body is copied once (by the kernel), not twice.
+    pub fn direct_len(&self, size: Option<usize>) -> Option<usize> {
+        let (true, Body::Length(left)) = (self.pending.is_empty(), &self.body) else {
+            return None;
+        };
+        let want = (size.unwrap_or(usize::MAX) as u64).min(*left) as usize;
+        let buffered = self.buf.len() - self.pos;
+        (want > buffered && want - buffered >= DIRECT_MIN).then_some(want)
+    }
+
+    /// Fills `out` with the next body bytes (the buffered ones, then straight from the
+    /// socket), blocking as needed; see [`direct_len`](Self::direct_len).
+    pub fn read_exact_into(
+        &mut self,
+        out: &mut [u8],
+        block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let Body::Length(left) = self.body else {
+            return Err(io::Error::other("not a Content-Length body"));
+        };
+        if out.len() as u64 > left {
+            return Err(io::Error::other("read past the body"));
+        }
+        let have = (self.buf.len() - self.pos).min(out.len());
+        out[..have].copy_from_slice(&self.buf[self.pos..self.pos + have]);
+        self.pos += have;
+        let mut filled = have;
+        if filled < out.len() {
+            if self.fd < 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "request is over",
+                ));
+            }
+            self.continue_once()?;
+        }
+        // Each wait for more bytes may take `timeout`: the clock starts at the first
+        // wait after progress.
+        let mut deadline = None;
+        while filled < out.len() {
+            let r = match socket::read(self.fd, &mut out[filled..]) {
+                Ok(n) => {
+                    filled += n;
+                    deadline = None;
+                    Ok(n > 0)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let d = *deadline.get_or_insert_with(|| Instant::now() + self.timeout);
+                    block(self.fd, d).map(|_| true)
+                }
+                Err(e) => Err(e),
+            };
+            self.body_read(r)?;
+        }
+        self.body = match left - out.len() as u64 {
+            0 => Body::Done,
+            n => Body::Length(n),
+        };
+        Ok(())
     }
 
     /// Reads up to `size` bytes (all when `None`), blocking until that many or the
@@ -427,6 +507,30 @@ impl InputStream {
     }
 }
 
+/// A new `bytes` object of `n` bytes written by `fill` before anyone else sees it
+/// (CPython's `PyBytes_FromStringAndSize(NULL, n)` idiom: no zeroing, no copy).
+fn bytes_filled_by(
+    py: Python<'_>,
+    n: usize,
+    fill: impl FnOnce(&mut [u8]) -> io::Result<()>,
+) -> io::Result<Bound<'_, PyBytes>> {
+    let len = isize::try_from(n).map_err(|_| io::Error::other("read too large"))?;
+    // SAFETY: a NULL source asks CPython for an uninitialised object of `len` bytes.
+    let ptr = unsafe { pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len) };
+    if ptr.is_null() {
+        let err = PyErr::take(py).map_or_else(|| "out of memory".to_string(), |e| e.to_string());
+        return Err(io::Error::new(io::ErrorKind::OutOfMemory, err));
+    }
+    // SAFETY: `ptr` is a new, owned reference to a bytes object.
+    let bytes = unsafe { Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyBytes>() };
+    // SAFETY: the object's buffer holds `n` bytes, and nothing else references the object
+    // until we return it; the slice does not outlive this call.
+    let out =
+        unsafe { std::slice::from_raw_parts_mut(pyo3::ffi::PyBytes_AsString(ptr).cast::<u8>(), n) };
+    fill(out)?;
+    Ok(bytes)
+}
+
 fn size_arg(size: Option<isize>) -> Option<usize> {
     match size {
         Some(n) if n >= 0 => Some(n as usize),
@@ -438,9 +542,13 @@ fn size_arg(size: Option<isize>) -> Option<usize> {
 impl InputStream {
     #[pyo3(signature = (size=-1))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let size = size_arg(size);
         let data = self.with(
             py,
-            |r, b| r.read_with(size_arg(size), b, |bytes| PyBytes::new(py, bytes)),
+            |r, b| match r.direct_len(size) {
+                Some(n) => bytes_filled_by(py, n, |out| r.read_exact_into(out, b)),
+                None => r.read_with(size, b, |bytes| PyBytes::new(py, bytes)),
+            },
             PyBytes::new(py, b""),
         )?;
         Ok(data)

@@ -246,6 +246,39 @@ pub fn set_nodelay(fd: RawFd) {
     }
 }
 
+/// Sets `SO_RCVLOWAT`: on Linux TCP, readiness (epoll, poll) is reported only once `bytes`
+/// are queued, or earlier when the peer has used up its receive window or the buffer is
+/// full. Linux also grows the receive buffer toward that size, up to `net.ipv4.tcp_rmem`'s
+/// maximum. Unix sockets accept the option but report readiness on any byte.
+pub fn set_rcvlowat(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt with a valid int option.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// How many bytes are queued for reading (`FIONREAD`).
+pub fn queued(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
 /// Half-closes the write side, so a client sees the end of a close-delimited body.
 pub fn shutdown_write(fd: RawFd) {
     // SAFETY: shutdown on a live socket; errors (already closed) are harmless.

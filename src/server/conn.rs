@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::access::format::Record;
+use super::body_wait::{self, BodyWait};
 use super::metrics;
 use super::pool::{Shared, ThreadCtx};
 use crate::http::date;
@@ -51,6 +52,10 @@ pub struct Conn {
     pub requests: u64,
     /// The peer sent its FIN: a short read no longer means "wait for the next edge".
     pub peer_closed: bool,
+    /// A TCP connection: `SO_RCVLOWAT` tells when a body has arrived.
+    pub lowat: bool,
+    /// Waiting for a large body before calling the app (src/server/body_wait.rs).
+    pub body_wait: BodyWait,
     /// Closing: our side is shut down and what the client still sends is discarded
     /// (`Some(bytes discarded)`); see [`linger`].
     pub lingering: Option<u64>,
@@ -85,6 +90,8 @@ impl Conn {
             deadline: None,
             requests: 0,
             peer_closed: false,
+            lowat: false,
+            body_wait: BodyWait::Idle,
             lingering: None,
         }
     }
@@ -198,6 +205,8 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
             };
             // A request under a `--static` mount, answered without the app.
             let mut answered = None;
+            // The request waits for its body to arrive (src/server/body_wait.rs).
+            let mut body_parked = false;
             let prepared = match head::parse(&conn.buf[conn.pos..], slots, &limits) {
                 Err(e) => {
                     refuse(conn, &e);
@@ -205,9 +214,17 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                     return linger(conn);
                 }
                 Ok(Some(h)) => {
+                    let buffered = (conn.buf.len() - conn.pos - h.len) as u64;
                     let waiting_body = match h.framing {
-                        Framing::Length(n) if n <= PREBUFFER && !h.expect_continue => {
-                            ((conn.buf.len() - conn.pos - h.len) as u64) < n
+                        Framing::Length(n) if n <= PREBUFFER && !h.expect_continue => buffered < n,
+                        Framing::Length(n) if !h.expect_continue => {
+                            body_parked = body_wait::park(
+                                &mut conn.body_wait,
+                                conn.sock.fd(),
+                                conn.lowat,
+                                n.saturating_sub(buffered),
+                            );
+                            body_parked
                         }
                         _ => false,
                     };
@@ -223,6 +240,10 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                 }
                 Ok(None) => None,
             };
+            if body_parked {
+                park_deadline(shared, conn);
+                return Next::Park;
+            }
             if let Some(a) = answered {
                 conn.pos += a.consumed;
                 conn.requests += 1;

@@ -2,6 +2,7 @@
 //! and per-connection serving.
 
 pub mod access;
+pub mod body_wait;
 pub mod config;
 pub mod conn;
 pub mod heartbeat;

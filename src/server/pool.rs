@@ -376,6 +376,7 @@ impl Shared {
             ip,
         );
         conn.proxy_pending = self.cfg.proxy_protocol;
+        conn.lowat = ip.is_some() && self.tls.is_none();
         conn.deadline = Some(Instant::now() + self.cfg.header_timeout);
         if let Some(slot) = self.slots.get(slot_index) {
             if let Ok(mut g) = slot.conn.lock() {
@@ -546,6 +547,13 @@ impl Shared {
             let Some(conn) = guard.as_ref() else {
                 continue;
             };
+            if conn.body_wait.expired(now) {
+                // A body slower than BODY_WAIT: call the app, which reads it as it comes.
+                if let Ok(mut q) = self.ready.lock() {
+                    q.push_back(self.slots.token(index));
+                }
+                continue;
+            }
             let expired = conn.deadline.is_some_and(|d| d <= now);
             let close = if !stopping {
                 expired

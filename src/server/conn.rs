@@ -56,6 +56,10 @@ pub struct Conn {
     pub lowat: bool,
     /// Waiting for a large body before calling the app (src/server/body_wait.rs).
     pub body_wait: BodyWait,
+    /// Its epoll token (slot and generation).
+    pub token: u64,
+    /// A complete response held for the loop's next flush (src/server/deferred.rs).
+    pub out: Vec<u8>,
     /// Closing: our side is shut down and what the client still sends is discarded
     /// (`Some(bytes discarded)`); see [`linger`].
     pub lingering: Option<u64>,
@@ -92,6 +96,8 @@ impl Conn {
             peer_closed: false,
             lowat: false,
             body_wait: BodyWait::Idle,
+            token: 0,
+            out: Vec::new(),
             lingering: None,
         }
     }
@@ -135,12 +141,42 @@ impl Conn {
         r
     }
 
+    /// Writes the held response without waiting: `Ok(true)` once it is all out,
+    /// `Ok(false)` if the socket is full (the rest goes at its next writable event).
+    pub fn write_out(&mut self) -> io::Result<bool> {
+        while !self.out.is_empty() {
+            match socket::writev(self.sock.fd(), &[&self.out]) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => {
+                    self.out = Vec::new();
+                    return Err(e);
+                }
+            }
+        }
+        if self.out.capacity() > IDLE_BUF_MAX {
+            self.out = Vec::new();
+        }
+        Ok(true)
+    }
+
     /// Gives back a large buffer an idle connection no longer needs (one grown by a
     /// big head or body).
     fn shrink_idle(&mut self) {
         if self.pos == self.buf.len() && self.buf.capacity() > IDLE_BUF_MAX {
             self.buf = Vec::new();
             self.pos = 0;
+        }
+    }
+}
+
+impl Drop for Conn {
+    /// A held response still goes out, whichever way the connection closes.
+    fn drop(&mut self) {
+        if !self.out.is_empty() {
+            let _ = self.write_out();
         }
     }
 }
@@ -188,12 +224,24 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
     if conn.lingering.is_some() {
         return discard(conn);
     }
+    // A held response goes before anything else on this connection.
+    match conn.write_out() {
+        Ok(true) => {}
+        Ok(false) => return Next::Park,
+        Err(_) => return Next::Close,
+    }
     let limits = shared.cfg.limits;
     loop {
         if conn.proxy_pending && conn.pos < conn.buf.len() && !take_proxy_header(py, shared, conn) {
             return Next::Close;
         }
         if conn.pos < conn.buf.len() && !conn.proxy_pending {
+            // A pipelined request: the response held for the one before goes first.
+            match conn.write_out() {
+                Ok(true) => {}
+                Ok(false) => return Next::Park,
+                Err(_) => return Next::Close,
+            }
             let mut stack: [MaybeUninit<httparse::Header<'_>>; 128] =
                 [const { MaybeUninit::uninit() }; 128];
             let mut heap: Vec<MaybeUninit<httparse::Header<'_>>>;
@@ -515,14 +563,11 @@ fn exchange(
         environ.set_item(pyo3::intern!(py, "wsgi.input"), &input)?;
         let sr = Py::new(
             py,
-            StartResponse::new(Output::new(
-                fd,
-                http11,
-                head_only,
-                keep_alive,
-                cfg.io_timeout,
-                body,
-            )),
+            StartResponse::new({
+                let mut out = Output::new(fd, http11, head_only, keep_alive, cfg.io_timeout, body);
+                out.defer = keep_alive;
+                out
+            }),
         )?;
         Ok((input, sr))
     });
@@ -568,6 +613,26 @@ fn exchange(
         let (buf, pos) = reader.into_buffer();
         conn.buf = buf;
         conn.pos = pos;
+    }
+    // A complete response the writer held: the loop's next flush writes it, unless the
+    // connection closes now or this thread stopped leading (it goes idle next).
+    let held = (sr.borrow(py).output()).map_or_else(|_| Vec::new(), |mut o| o.take_held());
+    if !held.is_empty() {
+        if keep
+            && shared
+                .pool
+                .leader
+                .load(std::sync::atomic::Ordering::Acquire)
+                == ctx.index
+        {
+            conn.out = held;
+            shared.deferred.push(conn.token);
+        } else {
+            let mut block = crate::wsgi::output::blocking_wait(py);
+            if socket::write_all_vectored(fd, &[&held], cfg.io_timeout, &mut block).is_err() {
+                keep = false;
+            }
+        }
     }
     if let (Some(log), Some(cap)) = (&shared.access, access) {
         let remote = conn.remote_addr.bind(py);

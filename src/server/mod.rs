@@ -5,6 +5,7 @@ pub mod access;
 pub mod body_wait;
 pub mod config;
 pub mod conn;
+pub mod deferred;
 pub mod heartbeat;
 pub mod metrics;
 pub mod pool;

@@ -21,6 +21,7 @@ use super::access::format::Record;
 use super::access::AccessLog;
 use super::config::Config;
 use super::conn::{refuse, serve, Conn, Next};
+use super::deferred::Deferred;
 use super::metrics::Metrics;
 use super::slots::Slots;
 use crate::http::error::HttpError;
@@ -127,6 +128,8 @@ pub struct Shared {
     pub served: AtomicU64,
     /// Request metrics (`metrics` in the config): counters only, see [`Metrics`].
     pub metrics: Option<Metrics>,
+    /// Connections holding a complete response for the next flush.
+    pub deferred: Deferred,
     pub pool: Pool,
     pub app: Py<PyAny>,
     pub environ: EnvironBuilder,
@@ -214,6 +217,7 @@ impl Shared {
             stopped: EventFd::new()?,
             served: AtomicU64::new(0),
             metrics,
+            deferred: Deferred::default(),
             pool: Pool::new(threads),
             app,
             environ,
@@ -375,6 +379,7 @@ impl Shared {
             PyString::new(py, &port).unbind(),
             ip,
         );
+        conn.token = token;
         conn.proxy_pending = self.cfg.proxy_protocol;
         conn.lowat = ip.is_some() && self.tls.is_none();
         conn.deadline = Some(Instant::now() + self.cfg.header_timeout);
@@ -511,9 +516,35 @@ impl Shared {
                 self.release_slot(index);
                 return;
             }
+            if self.pool.leader.load(Ordering::Acquire) != ctx.index {
+                // This thread goes idle next: what it held cannot wait for its flush.
+                if let Some(conn) = guard.as_mut() {
+                    let _ = conn.write_out();
+                }
+            }
             drop(guard);
             if !slot.pending.load(Ordering::Acquire) {
                 return;
+            }
+        }
+    }
+
+    /// Writes the responses held by [`Deferred`], one `writev` per connection. One whose
+    /// socket is full finishes at its next writable event.
+    fn flush_deferred(&self) {
+        for token in self.deferred.take() {
+            let Some((_, slot)) = self.slots.by_token(token) else {
+                continue;
+            };
+            let Ok(mut guard) = slot.conn.try_lock() else {
+                // Its owner writes it before letting go unless it leads (then it flushes).
+                self.deferred.push(token);
+                continue;
+            };
+            if let Some(conn) = guard.as_mut() {
+                if conn.token == token {
+                    let _ = conn.write_out();
+                }
             }
         }
     }
@@ -654,8 +685,14 @@ impl Shared {
                 }
             }
             if let Some(token) = self.pop_ready() {
+                if self.deferred.due() {
+                    self.flush_deferred();
+                }
                 self.dispatch(py, ctx, token);
                 continue;
+            }
+            if self.deferred.any() {
+                self.flush_deferred();
             }
             if stopping {
                 self.sweep(py);

@@ -1,7 +1,11 @@
 //! The response writer: sends the head and body with the right framing, enforces
 //! the app's Content-Length, and decides whether the connection can be kept.
 //!
-//! One `writev` carries the head and the first body chunk together.
+//! One `writev` carries the head and the first body chunk together. A complete response
+//! of up to [`DEFER_MAX`] bytes on a connection that stays open may instead be *held*
+//! (`defer`): the exchange hands it to the connection, and the loop writes the held
+//! responses of all its connections together when it runs out of ready work
+//! (src/server/deferred.rs).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -13,6 +17,9 @@ use crate::http::date;
 use crate::http::error::HttpError;
 use crate::http::response::{chunk_size_line, status_has_no_body, write_head, BodyFraming};
 use crate::net::socket::{self, Interest};
+
+/// The largest complete response that may be held for the loop's next flush.
+pub const DEFER_MAX: usize = 16 * 1024;
 
 /// What the app declared through `start_response`.
 #[derive(Debug, Default)]
@@ -48,6 +55,9 @@ pub struct Output {
     head: Vec<u8>,
     /// The request body's state, when the request has one.
     body: Option<Arc<BodyState>>,
+    /// A complete response may be held instead of written ([`Output::take_held`]).
+    pub defer: bool,
+    held: Vec<u8>,
 }
 
 /// Why a send failed.
@@ -91,7 +101,15 @@ impl Output {
             timeout,
             head: Vec::new(),
             body,
+            defer: false,
+            held: Vec::new(),
         }
+    }
+
+    /// The complete response held instead of written (empty if none): the caller
+    /// writes it, now or with the loop's next flush.
+    pub fn take_held(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
     }
 
     /// Why the request body was refused, if it was.
@@ -237,6 +255,20 @@ impl Output {
         if total == 0 {
             return Ok(());
         }
+        // Only a response that is complete is held: PEP 3333 wants each block of a body
+        // still being produced on the wire before the next is asked for.
+        let complete =
+            self.finished || matches!(self.framing, BodyFraming::Length(n) if self.body_sent >= n);
+        if self.defer && complete && !self.must_close && self.held.len() + total <= DEFER_MAX {
+            for p in &parts {
+                self.held.extend_from_slice(p);
+            }
+            return Ok(());
+        }
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            socket::write_all_vectored(self.fd, &[&held], self.timeout, block)?;
+        }
         // Send in groups of up to 64 slices (writev's limit here).
         for group in parts.chunks(64) {
             socket::write_all_vectored(self.fd, group, self.timeout, block)?;
@@ -345,4 +377,91 @@ impl Output {
 /// Releases the GIL while waiting for the socket to accept more bytes.
 pub fn blocking_wait(py: pyo3::Python<'_>) -> impl FnMut(RawFd, Instant) -> io::Result<()> + '_ {
     move |fd, deadline| py.detach(|| socket::wait(fd, Interest::Write, Some(deadline)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(fd: RawFd, content_length: Option<u64>, close: bool) -> Output {
+        let mut out = Output::new(fd, true, false, true, Duration::from_secs(1), None);
+        out.defer = true;
+        out.declared = Some(Declared {
+            status: b"200 OK".to_vec(),
+            code: 200,
+            headers: Vec::new(),
+            content_length,
+            close,
+        });
+        out
+    }
+
+    fn pair() -> (crate::net::socket::Socket, crate::net::socket::Socket) {
+        crate::net::socket::stream_pair().unwrap()
+    }
+
+    fn never(_: RawFd, _: Instant) -> io::Result<()> {
+        Err(io::Error::other("must not wait"))
+    }
+
+    fn written(fd: RawFd) -> usize {
+        let mut buf = [0u8; 65536];
+        socket::read(fd, &mut buf).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_complete_small_response_is_held_not_written() {
+        let (a, b) = pair();
+        let mut out = output(a.fd(), None, false);
+        out.send(&[b"hello"], true, &mut never).unwrap();
+        assert_eq!(written(b.fd()), 0);
+        let held = out.take_held();
+        assert!(held.starts_with(b"HTTP/1.1 200 OK\r\n") && held.ends_with(b"\r\n\r\nhello"));
+    }
+
+    #[test]
+    fn a_body_that_completes_its_content_length_is_held() {
+        let (a, b) = pair();
+        let mut out = output(a.fd(), Some(5), false);
+        out.send(&[b"hello"], false, &mut never).unwrap();
+        out.finish(&mut never).unwrap();
+        assert_eq!(written(b.fd()), 0);
+        assert!(out.take_held().ends_with(b"hello"));
+    }
+
+    #[test]
+    fn a_block_of_a_body_still_coming_is_written_at_once() {
+        let (a, b) = pair();
+        let mut out = output(a.fd(), Some(10), false);
+        out.send(&[b"hello"], false, &mut never).unwrap();
+        assert!(written(b.fd()) > 5);
+        assert!(out.take_held().is_empty());
+        let (a, b) = pair();
+        let mut chunked = output(a.fd(), None, false);
+        chunked.send(&[b"hello"], false, &mut never).unwrap();
+        assert!(written(b.fd()) > 5);
+        assert!(chunked.take_held().is_empty());
+    }
+
+    #[test]
+    fn closing_large_or_not_allowed_responses_are_written_at_once() {
+        let (a, b) = pair();
+        let mut closing = output(a.fd(), None, true);
+        closing.send(&[b"bye"], true, &mut never).unwrap();
+        assert!(written(b.fd()) > 3);
+        assert!(closing.take_held().is_empty());
+
+        let (a, b) = pair();
+        let big = vec![b'x'; DEFER_MAX];
+        let mut large = output(a.fd(), None, false);
+        large.send(&[&big], true, &mut never).unwrap();
+        assert!(written(b.fd()) > 0);
+        assert!(large.take_held().is_empty());
+
+        let (a, b) = pair();
+        let mut plain = output(a.fd(), None, false);
+        plain.defer = false;
+        plain.send(&[b"hello"], true, &mut never).unwrap();
+        assert!(written(b.fd()) > 5);
+    }
 }

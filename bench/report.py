@@ -15,6 +15,9 @@ from workloads import WORKLOADS
 
 CALLGRIND_BEGIN = "<!-- callgrind:begin -->"
 CALLGRIND_END = "<!-- callgrind:end -->"
+FLOOR_TARGETS = {"flask": 1.11}
+"""ferrule's CPU µs per request over the in-process floor, at most, as the performance issue
+sets it (hello has no such target)."""
 CALLGRIND_EMPTY = """| date | ferrule commit | requests | instructions per request | note |
 | --- | --- | --- | --- | --- |"""
 
@@ -120,6 +123,42 @@ def idle_table(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def floor_line(results: dict[str, Any], name: str) -> str | None:
+    """The in-process floor of workload ``name`` next to ferrule's (1 worker) CPU µs per
+    request; None if the results have no floor for it (files from before bench/floor.py)."""
+    floor = (results.get("floor") or {}).get(name)
+    if not floor:
+        return None
+    pinned = f"pinned to CPU {floor['cpu']}" if floor.get("cpu") is not None else "not pinned"
+    line = (
+        f"In-process floor (`bench/floor.py`: the same app called in a plain Python loop with a "
+        f"prebuilt environ, {pinned}, Python {floor['python']}, median of "
+        f"{len(floor['rounds_us'])} rounds of {floor['calls']:,} calls): "
+        f"**{floor['us_per_call']:.2f} µs** per call."
+    )
+    mine = next(
+        (
+            r
+            for r in _rows(results["summary"], name)
+            if r["server"] == "ferrule" and r["workers"] == 1 and r.get("cpu_us_per_req")
+        ),
+        None,
+    )
+    if mine:
+        cpu, base = mine["cpu_us_per_req"], floor["us_per_call"]
+        line += (
+            f" ferrule (1 worker): {cpu:.2f} CPU µs/req, {cpu - base:.2f} µs above it, "
+            f"**{cpu / base:.2f} ×** the floor"
+        )
+        target = FLOOR_TARGETS.get(name)
+        line += (
+            f"; the issue's target: ≤ {target:.2f} × ({target * base:.2f} µs here)."
+            if target
+            else "."
+        )
+    return line
+
+
 def machine_line(meta: dict[str, Any]) -> str:
     m = meta["machine"]
     mem = f", {m['mem_gib']} GiB" if m.get("mem_gib") else ""
@@ -204,6 +243,9 @@ def markdown(
             continue
         lines += [f"## {name} — {w.what} (`{w.method} {w.path}`)", ""]
         lines += [*workload_table(results, name), ""]
+        floor = floor_line(results, name)
+        if floor:
+            lines += [floor, ""]
     versions = meta.get("peer_versions") or {}
     if versions:
         lines += [
@@ -244,8 +286,12 @@ How it measures: each server is started fresh for each run, pinned with `taskset
 from `/proc/PID/stat` of the server's whole process tree, context switches the sum of
 `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches` over every thread of the tree, both
 taken just before and just after wrk; peak RSS is the sum of the tree's `VmHWM`. With 2 workers
-on a 2-core machine the server gets both CPUs and shares CPU 0 with wrk. No test asserts a speed:
-the smoke run in `make test` only checks that the suite still works."""
+on a 2-core machine the server gets both CPUs and shares CPU 0 with wrk. The in-process floor
+under hello and flask is `python bench/floor.py --workload flask --cpu 1`: the app alone, called
+in a plain Python loop on a copy of a prebuilt environ (body joined, `close()` called), CPU µs
+per call, median of 5 rounds of 20,000 calls; `run.py` measures it once, with ferrule's Python,
+pinned to the server's CPU. No test asserts a speed: the smoke run in `make test` only checks
+that the suite still works."""
 
 CALLGRIND_INTRO = """## Instructions per request (callgrind)
 

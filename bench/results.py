@@ -5,7 +5,11 @@ Layout of ``bench/results/<timestamp>.json``::
     {"meta": {...machine, options, versions...},
      "runs": [{"workload", "server", "workers", "rep", "label", ...numbers or "error"}],
      "summary": [{"workload", "server", "workers", "label", "reps", "ok", ...medians}],
-     "efficiency": [{"workload", "workers", "ratio", "ferrule", "peer", ...}]}
+     "efficiency": [{"workload", "workers", "ratio", "ferrule", "peer", ...}],
+     "floor": {"flask": {"us_per_call", "rounds_us", "calls", "cpu", "python", ...}}}
+
+``floor`` (bench/floor.py, the app alone in a Python loop) is absent from smoke runs and from
+files written before it existed.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,10 @@ from workloads import WORKLOADS, parse_list
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+FLOOR_WORKLOADS = ("hello", "flask")
+"""Workloads whose in-process floor (bench/floor.py) is measured next to the servers."""
+FLOOR_CALLS = 20000
+FLOOR_TIMEOUT = 600
 
 
 def _int_list(text: str) -> list[int]:
@@ -288,6 +293,38 @@ def measure_all(
     return runs
 
 
+def _floor_python(args: argparse.Namespace) -> str:
+    """The interpreter ferrule runs the apps in: the python next to the ferrule command (its
+    venv's), else this one."""
+    py = Path(args.ferrule.split()[0]).parent / "python"
+    return str(py) if py.exists() else sys.executable
+
+
+def measure_floors(args: argparse.Namespace, server_cpus: Any) -> dict[str, Any]:
+    """The in-process floor of each FLOOR_WORKLOADS workload run, measured once, pinned to the
+    (1-worker) server's CPU, in ferrule's interpreter; a failure is reported and left out."""
+    cpus = server_cpus(1)
+    floors: dict[str, Any] = {}
+    for name in (w for w in args.workloads if w in FLOOR_WORKLOADS):
+        argv = [_floor_python(args), str(HERE / "floor.py"), "--workload", name, "--json"]
+        argv += ["--calls", str(FLOOR_CALLS)]
+        if cpus:
+            argv += ["--cpu", str(cpus[0])]
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=FLOOR_TIMEOUT, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            print(f"bench: no in-process floor for {name}: {exc}")
+            continue
+        if done.returncode != 0:
+            print(f"bench: no in-process floor for {name}: {done.stderr.strip()[-300:]}")
+            continue
+        floors[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{name:<7} in-process floor: {floors[name]['us_per_call']:.2f} µs/call", flush=True)
+    return floors
+
+
 def write_docs(res: dict[str, Any], source: Path, docs: Path, peers_venv: Path) -> None:
     md, png = docs / "benchmarks.md", docs / "benchmarks.png"
     chart: str | None = png.name
@@ -319,7 +356,8 @@ def print_tables(res: dict[str, Any]) -> None:
     print("\n".join(["", *report.summary_table(res), ""]))
     for name in res["meta"]["workloads"]:
         table = report.idle_table(res) if name == "idle" else report.workload_table(res, name)
-        print("\n".join([f"{name}:", *table, ""]))
+        floor = report.floor_line(res, name)
+        print("\n".join([f"{name}:", *table, *([floor] if floor else []), ""]))
 
 
 def smoke_check(res: dict[str, Any], path: Path) -> list[str]:
@@ -401,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_generator": tool,
         },
     }
+    floors = {} if args.smoke else measure_floors(args, server_cpus)
     with tempfile.TemporaryDirectory(prefix="ferrule-bench-logs-") as logdir:
         setup = runner.Setup(
             args.seconds, args.connections, client_cpus, tool, args.idle_connections, Path(logdir)
@@ -409,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = results.summarize(runs)
     res = {"meta": meta, "runs": runs, "summary": summary}
     res["efficiency"] = results.efficiencies(summary)
+    if floors:
+        res["floor"] = floors
     path = args.output_dir / f"{stamp}.json"
     results.save(res, path)
     print_tables(res)

@@ -565,7 +565,7 @@ fn exchange(
             py,
             StartResponse::new({
                 let mut out = Output::new(fd, http11, head_only, keep_alive, cfg.io_timeout, body);
-                out.defer = keep_alive;
+                out.defer = keep_alive && ctx.more_ready;
                 out
             }),
         )?;
@@ -614,17 +614,17 @@ fn exchange(
         conn.buf = buf;
         conn.pos = pos;
     }
-    // A complete response the writer held: the loop's next flush writes it, unless the
-    // connection closes now or this thread stopped leading (it goes idle next).
+    // A complete response the writer held: the loop's next flush writes it when other
+    // ready work comes first; else (nothing queued, the connection closes now, or this
+    // thread stopped leading and goes idle next) it is written now.
     let held = (sr.borrow(py).output()).map_or_else(|_| Vec::new(), |mut o| o.take_held());
     if !held.is_empty() {
-        if keep
-            && shared
-                .pool
-                .leader
-                .load(std::sync::atomic::Ordering::Acquire)
-                == ctx.index
-        {
+        let leading = shared
+            .pool
+            .leader
+            .load(std::sync::atomic::Ordering::Acquire)
+            == ctx.index;
+        if keep && ctx.more_ready && leading {
             conn.out = held;
             shared.deferred.push(conn.token);
         } else {

@@ -1,8 +1,9 @@
 //! Held responses: written together when the loop runs out of ready work.
 //!
-//! A small complete response on a keep-alive connection is not written when the app
-//! finishes. The leader keeps it in the connection (`Conn::out`) and notes the connection
-//! here, then serves the next ready connection. When no ready work is left, before it
+//! A small complete response on a keep-alive connection, finished while other ready
+//! connections wait, is not written when the app finishes. The leader keeps it in the
+//! connection (`Conn::out`) and notes the connection here, then serves the next ready
+//! connection. (With nothing queued behind it, a response is written at once.) When no ready work is left, before it
 //! polls, it writes every held response, one `writev` per connection. The same happens
 //! earlier if the oldest has waited [`MAX_AGE`] (a slow app after it), and before anything
 //! else is written on that connection.

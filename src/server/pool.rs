@@ -158,6 +158,9 @@ pub struct ThreadCtx {
     pub line: String,
     /// Where a read at the start of a request lands (see `Conn::fill`).
     pub scratch: Vec<u8>,
+    /// Other ready work waits behind the connection being served: a response finished
+    /// now may be held for the flush after it (src/server/deferred.rs).
+    pub more_ready: bool,
 }
 
 impl ThreadCtx {
@@ -272,8 +275,11 @@ impl Shared {
         }
     }
 
-    fn pop_ready(&self) -> Option<u64> {
-        self.ready.lock().ok()?.pop_front()
+    /// The next queued token, and whether more are queued after it.
+    fn pop_ready(&self) -> Option<(u64, bool)> {
+        let mut q = self.ready.lock().ok()?;
+        let token = q.pop_front()?;
+        Some((token, !q.is_empty()))
     }
 
     fn push_ready(&self, events: &[Event]) {
@@ -684,10 +690,11 @@ impl Shared {
                     return;
                 }
             }
-            if let Some(token) = self.pop_ready() {
+            if let Some((token, more)) = self.pop_ready() {
                 if self.deferred.due() {
                     self.flush_deferred();
                 }
+                ctx.more_ready = more;
                 self.dispatch(py, ctx, token);
                 continue;
             }
@@ -719,6 +726,7 @@ impl Shared {
                 if !rest.is_empty() {
                     self.push_ready(rest);
                 }
+                ctx.more_ready = !rest.is_empty();
                 self.dispatch(py, ctx, first);
             }
         }
@@ -733,6 +741,7 @@ impl Shared {
                 events: Vec::with_capacity(256),
                 line: String::with_capacity(256),
                 scratch: Vec::new(),
+                more_ready: false,
             };
             if let Some(t) = self.pool.threads.get(index) {
                 let _ = t.handle.set(std::thread::current());

@@ -146,6 +146,10 @@ impl Conn {
     pub fn write_out(&mut self) -> io::Result<bool> {
         while !self.out.is_empty() {
             match socket::writev(self.sock.fd(), &[&self.out]) {
+                Ok(0) => {
+                    self.out = Vec::new();
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
                 Ok(n) => {
                     self.out.drain(..n);
                 }

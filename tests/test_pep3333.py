@@ -258,6 +258,8 @@ def test_environ_required_keys_and_types(srv):
     assert e.get("CONTENT_TYPE", {"value": ""})["value"] == ""
     assert e.get("CONTENT_LENGTH", {"value": ""})["value"] in ("", "0")
     assert "HTTP_CONTENT_TYPE" not in e and "HTTP_CONTENT_LENGTH" not in e
+    # CGI variables and wsgi.* keys only: nothing left over from sizing the template
+    assert all(k.startswith("wsgi.") or re.fullmatch(r"[A-Z][A-Z0-9_]*", k) for k in e), sorted(e)
 
     assert e["wsgi.version"]["type"] == "tuple"
     assert e["wsgi.version"]["repr"] == "(1, 0)"

@@ -116,6 +116,30 @@ fn host_name(host: &[u8]) -> &[u8] {
     }
 }
 
+/// Grows the template's hash table past the size its keys need, so that each request's
+/// copy has room for its header keys and never resizes while it is built (a resize
+/// rebuilds the whole table: ~700 instructions a request, with `Host` alone).
+///
+/// CPython copies a dict by cloning its table when at most a third of the table's entries
+/// are deleted ones: the copy keeps the template's (larger) table. 21 keys fill a 32-slot
+/// table; one more grows it to 64 slots (room for 42), and deleting that one leaves a
+/// single deleted entry. Without this, a copy of the 21-key template is full, and the
+/// first header grows it.
+fn make_room(d: &Bound<'_, PyDict>) -> PyResult<()> {
+    const GROWN: usize = 22;
+    let py = d.py();
+    let pads: Vec<Bound<'_, PyString>> = (d.len()..GROWN)
+        .map(|i| PyString::new(py, &format!("ferrule.room.{i}")))
+        .collect();
+    for pad in &pads {
+        d.set_item(pad, py.None())?;
+    }
+    for pad in &pads {
+        d.del_item(pad)?;
+    }
+    Ok(())
+}
+
 impl EnvironBuilder {
     pub fn new(
         py: Python<'_>,
@@ -155,6 +179,7 @@ impl EnvironBuilder {
             ] {
                 d.set_item(key, py.None())?;
             }
+            make_room(&d)?;
             templates.push(d.unbind());
         }
         Ok(EnvironBuilder {

@@ -223,16 +223,24 @@ fn discard(conn: &mut Conn) -> Next {
     }
 }
 
+/// Writes the response held for this connection (src/server/deferred.rs); what to do
+/// with the connection if it could not all go out.
+fn write_held(conn: &mut Conn) -> Option<Next> {
+    match conn.write_out() {
+        Ok(true) => None,
+        Ok(false) => Some(Next::Park),
+        Err(_) => Some(Next::Close),
+    }
+}
+
 /// Serves every complete request in the buffer, reading as needed.
 pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Conn) -> Next {
     if conn.lingering.is_some() {
         return discard(conn);
     }
     // A held response goes before anything else on this connection.
-    match conn.write_out() {
-        Ok(true) => {}
-        Ok(false) => return Next::Park,
-        Err(_) => return Next::Close,
+    if let Some(next) = write_held(conn) {
+        return next;
     }
     let limits = shared.cfg.limits;
     loop {
@@ -241,10 +249,8 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
         }
         if conn.pos < conn.buf.len() && !conn.proxy_pending {
             // A pipelined request: the response held for the one before goes first.
-            match conn.write_out() {
-                Ok(true) => {}
-                Ok(false) => return Next::Park,
-                Err(_) => return Next::Close,
+            if let Some(next) = write_held(conn) {
+                return next;
             }
             let mut stack: [MaybeUninit<httparse::Header<'_>>; 128] =
                 [const { MaybeUninit::uninit() }; 128];

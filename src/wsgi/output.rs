@@ -265,10 +265,9 @@ impl Output {
             }
             return Ok(());
         }
-        if !self.held.is_empty() {
-            let held = std::mem::take(&mut self.held);
-            socket::write_all_vectored(self.fd, &[&held], self.timeout, block)?;
-        }
+        // Nothing follows a held response on the wire: it is complete, so later sends
+        // carry no bytes (a Content-Length body is truncated; other framings finished).
+        debug_assert!(self.held.is_empty(), "bytes after a held response");
         // Send in groups of up to 64 slices (writev's limit here).
         for group in parts.chunks(64) {
             socket::write_all_vectored(self.fd, group, self.timeout, block)?;

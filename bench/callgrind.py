@@ -66,12 +66,16 @@ def _control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, capture_output=True, timeout=120)
 
 
-def _total_ir(outdir: Path, pid: int) -> int:
-    """Ir of the newest dump of ``pid``: its ``totals:`` (or ``summary:``) line."""
+def _newest_dump(outdir: Path, pid: int) -> Path:
     dumps = [p for p in glob.glob(str(outdir / f"callgrind.out.{pid}*")) if not p.endswith(".log")]
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump in {outdir}")
-    text = Path(max(dumps, key=os.path.getmtime)).read_text("latin-1")
+    return Path(max(dumps, key=os.path.getmtime))
+
+
+def _total_ir(dump: Path) -> int:
+    """Ir of a dump: its ``totals:`` (or ``summary:``) line."""
+    text = dump.read_text("latin-1")
     m = re.search(r"^(?:totals|summary):\s*(\d+)", text, re.M)
     if not m:
         raise RuntimeError("no totals line in the callgrind dump")
@@ -90,7 +94,7 @@ def _wait_port(log: Path, proc: subprocess.Popen, timeout: float) -> int:
     raise RuntimeError(f"ferrule did not listen within {timeout:g} s under valgrind")
 
 
-def measure(python: str, count: int, warmup: int, threads: int) -> dict:
+def measure(python: str, count: int, warmup: int, threads: int, keep: Path | None = None) -> dict:
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         raise RuntimeError("valgrind is not installed (Debian/Ubuntu: apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="ferrule-callgrind-") as tmp:
@@ -128,7 +132,10 @@ def measure(python: str, count: int, warmup: int, threads: int) -> dict:
                 _control("--zero", str(proc.pid))
                 requests(sock, count)
                 _control("--dump", str(proc.pid))
-            ir = _total_ir(outdir, proc.pid)
+            dump = _newest_dump(outdir, proc.pid)
+            ir = _total_ir(dump)
+            if keep is not None:
+                shutil.copy(dump, keep)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -180,10 +187,16 @@ def main() -> int:
         help="add the result as a row of the table in docs/benchmarks.md",
     )
     p.add_argument("--note", default="", help="the row's note column")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        metavar="FILE",
+        help="copy the measured dump here, for callgrind_annotate",
+    )
     p.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
     args = p.parse_args()
     try:
-        res = measure(args.python, args.requests, args.warmup, args.threads)
+        res = measure(args.python, args.requests, args.warmup, args.threads, args.keep)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"callgrind: {exc}", file=sys.stderr)
         return 1

@@ -48,7 +48,13 @@ def _status_fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole tree, in seconds (clock-tick resolution)."""
-    ticks = 0
+    user, kernel = cpu_split(pid)
+    return user + kernel
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the whole tree, in seconds: user space and kernel."""
+    user = kernel = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -56,8 +62,9 @@ def cpu_seconds(pid: int) -> float:
                 fields = f.read().rpartition(")")[2].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return ticks / HZ
+        user += int(fields[11])  # utime (field 14)
+        kernel += int(fields[12])  # stime (field 15)
+    return user / HZ, kernel / HZ
 
 
 def context_switches(pid: int) -> int:
@@ -86,12 +93,17 @@ def hwm_kib(pid: int) -> int:
 
 @dataclass
 class Snapshot:
-    cpu_s: float
+    user_s: float
+    kernel_s: float
     ctx: int
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.kernel_s
 
     @classmethod
     def take(cls, pid: int) -> Snapshot:
-        return cls(cpu_seconds(pid), context_switches(pid))
+        return cls(*cpu_split(pid), context_switches(pid))
 
 
 class RssSampler:

@@ -38,6 +38,10 @@ def ms(v: float | None) -> str:
     return f"{v:.2f} ms" if v < 10 else f"{v:.0f} ms"
 
 
+def pct(share: float | None) -> str:
+    return "–" if share is None else f"{share * 100:.0f} %"
+
+
 def mib(kib: float | None) -> str:
     return "–" if kib is None else f"{kib / 1024:.0f} MiB"
 
@@ -90,15 +94,16 @@ def summary_table(results: dict[str, Any]) -> list[str]:
 
 def workload_table(results: dict[str, Any], name: str) -> list[str]:
     out = [
-        "| server | req/s | p99 | CPU µs/req | CPU cores used | ctx switches/req | peak RSS "
-        "| errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server | req/s | p99 | CPU µs/req | of it in the kernel | CPU cores used "
+        "| ctx switches/req | peak RSS | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in _rows(results["summary"], name):
         p99 = r.get("p99_ms") if r.get("requests") else None  # wrk prints 0 for no request
         out.append(
             f"| {r['label']} | {rps(r.get('rps'))} | {ms(p99)} "
-            f"| {_num(r.get('cpu_us_per_req'), '.2f')} | {_num(r.get('cpu_cores'), '.2f')} "
+            f"| {_num(r.get('cpu_us_per_req'), '.2f')} | {pct(r.get('kernel_share'))} "
+            f"| {_num(r.get('cpu_cores'), '.2f')} "
             f"| {_num(r.get('ctx_per_req'), '.3f')} | {mib(r.get('rss_hwm_kib'))} "
             f"| {_errors(r)} |"
         )

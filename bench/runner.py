@@ -143,6 +143,7 @@ def _measured(setup: Setup, workload: Workload, pid: int, port: int, conns: int)
         after = procstat.Snapshot.take(pid)
     n = load.requests
     cpu_s = after.cpu_s - before.cpu_s
+    kernel_s = after.kernel_s - before.kernel_s
     latency = {} if n else {"p50_ms": None, "p90_ms": None, "p99_ms": None}  # wrk prints 0
     return {
         **load.as_dict(),
@@ -150,6 +151,7 @@ def _measured(setup: Setup, workload: Workload, pid: int, port: int, conns: int)
         "connections": conns,
         "cpu_s": cpu_s,
         "cpu_us_per_req": cpu_s * 1e6 / n if n else None,
+        "kernel_share": kernel_s / cpu_s if cpu_s else None,
         "cpu_cores": cpu_s / load.seconds if load.seconds else None,
         "ctx_switches": after.ctx - before.ctx,
         "ctx_per_req": (after.ctx - before.ctx) / n if n else None,

@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -49,8 +50,29 @@ pub fn latin1_str<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
+/// FNV-1a: the header-key cache hashes a few short names per request, where SipHash's
+/// flood resistance buys nothing (the cache stops growing at [`HEADER_KEY_CACHE`] names).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type HeaderKeys = HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv>>;
+
 thread_local! {
-    static HEADER_KEYS: RefCell<HashMap<Box<[u8]>, Py<PyString>>> = RefCell::new(HashMap::new());
+    static HEADER_KEYS: RefCell<HeaderKeys> = RefCell::new(HeaderKeys::default());
 }
 
 const HEADER_KEY_CACHE: usize = 512;
@@ -99,6 +121,21 @@ fn method_str<'py>(py: Python<'py>, m: &str) -> Bound<'py, PyString> {
         "PUT" => intern!(py, "PUT").clone(),
         "DELETE" => intern!(py, "DELETE").clone(),
         _ => PyString::new(py, m),
+    }
+}
+
+/// Inserts `value` under `key` unless the key is there; returns what the dict then holds
+/// (one lookup, where `get_item` then `set_item` takes two).
+fn set_default<'py>(
+    env: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+    value: &Bound<'py, PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: all three are live objects; PyDict_SetDefault returns a borrowed reference
+    // (or NULL with an exception set), which `from_borrowed_ptr_or_err` increfs.
+    unsafe {
+        let held = ffi::PyDict_SetDefault(env.as_ptr(), key.as_ptr(), value.as_ptr());
+        Bound::from_borrowed_ptr_or_err(env.py(), held)
     }
 }
 
@@ -164,17 +201,19 @@ impl EnvironBuilder {
             d.set_item(intern!(py, "wsgi.run_once"), false)?;
             d.set_item(intern!(py, "wsgi.input_terminated"), true)?;
             d.set_item(intern!(py, "wsgi.file_wrapper"), cfg.file_wrapper)?;
+            // The values most requests have: `build` sets these keys only when the
+            // request differs.
+            d.set_item(intern!(py, "REQUEST_METHOD"), intern!(py, "GET"))?;
+            d.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.1"))?;
+            d.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
             // Keys every request sets, present from the start: the copy then has room
             // for them (and for the headers), so building an environ never resizes it.
             for key in [
-                intern!(py, "REQUEST_METHOD"),
-                intern!(py, "SERVER_PROTOCOL"),
                 intern!(py, "REMOTE_ADDR"),
                 intern!(py, "REMOTE_PORT"),
                 intern!(py, "REQUEST_URI"),
                 intern!(py, "RAW_URI"),
                 intern!(py, "PATH_INFO"),
-                intern!(py, "QUERY_STRING"),
                 intern!(py, "wsgi.input"),
             ] {
                 d.set_item(key, py.None())?;
@@ -204,15 +243,13 @@ impl EnvironBuilder {
             .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no listener"))?;
         let env = template.bind(py).copy()?;
 
-        env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, head.method))?;
-        env.set_item(
-            intern!(py, "SERVER_PROTOCOL"),
-            if head.http11 {
-                intern!(py, "HTTP/1.1")
-            } else {
-                intern!(py, "HTTP/1.0")
-            },
-        )?;
+        // The template holds GET, HTTP/1.1 and an empty query string.
+        if head.method != "GET" {
+            env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, head.method))?;
+        }
+        if !head.http11 {
+            env.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.0"))?;
+        }
         env.set_item(intern!(py, "REMOTE_ADDR"), remote_addr)?;
         env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
 
@@ -256,7 +293,9 @@ impl EnvironBuilder {
             path = &path[self.root_path.len()..];
         }
         env.set_item(intern!(py, "PATH_INFO"), latin1_str(py, path))?;
-        env.set_item(intern!(py, "QUERY_STRING"), latin1_str(py, query))?;
+        if !query.is_empty() {
+            env.set_item(intern!(py, "QUERY_STRING"), latin1_str(py, query))?;
+        }
         if let Some(host) = head.host {
             let name = host_name(host);
             if !name.is_empty() {
@@ -277,16 +316,15 @@ impl EnvironBuilder {
                 continue;
             };
             let value = latin1_str(py, h.value);
-            match env.get_item(&key)? {
-                Some(prev) => {
-                    let joined = format!(
-                        "{}, {}",
-                        prev.cast::<PyString>()?.to_cow()?,
-                        value.to_cow()?
-                    );
-                    env.set_item(&key, joined)?;
-                }
-                None => env.set_item(&key, value)?,
+            let prev = set_default(&env, &key, &value)?;
+            if !prev.is(&value) {
+                // A repeated header: its values are joined (RFC 9110 §5.3).
+                let joined = format!(
+                    "{}, {}",
+                    prev.cast::<PyString>()?.to_cow()?,
+                    value.to_cow()?
+                );
+                env.set_item(&key, joined)?;
             }
         }
         Ok(env)

@@ -519,6 +519,24 @@ def test_wsgi_input_methods(srv, framing, op, n):
         assert (r2.status, r2.body) == (200, b"ok")
 
 
+@pytest.mark.parametrize(("op", "n"), INPUT_OPS, ids=[f"{o}-{n}" for o, n in INPUT_OPS])
+def test_wsgi_input_without_body(srv, op, n):
+    """Requests without a body share one stateless empty stream: every read of it is empty,
+    however often it was read before, and a request with a body still gets its own."""
+    target = "/?" + urlencode({"op": op, "n": n})
+    empty = io.BytesIO(b"")
+    want = pep_input.summarize(pep_input.run_input_op(empty, op, n), empty)
+    with Raw(srv) as c:
+        for _ in range(3):
+            c.request("input_ops", target)
+            got = c.response().json()
+            assert (got["sha256"], got["lens"]) == (want["sha256"], want["lens"])
+            assert got["after"] == ["b''", "b''", "b''", "b''", "b''", "[]", "[]"]
+        c.request("input_ops", target, method="POST", body=b"abc\ndef")
+        got = c.response().json()
+        assert got["sha256"] == hashlib.sha256(b"abc\ndef").hexdigest()
+
+
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 def test_wsgi_input_small_body(srv, framing):
     body = b"line one\nline two\n\nlast"

@@ -553,8 +553,9 @@ fn exchange(
     conn.pos += head_len;
     let fd = conn.sock.fd();
     let cfg = &shared.cfg;
+    // Without a body, `wsgi.input` is the template's shared empty stream.
     let (input, body) = if framing == Framing::Empty {
-        (InputStream::empty(), None)
+        (None, None)
     } else {
         let buf = std::mem::take(&mut conn.buf);
         let reader = BodyReader::new(
@@ -567,10 +568,17 @@ fn exchange(
             cfg.io_timeout,
         );
         let body = reader.state();
-        (InputStream::new(reader), Some(body))
+        (Some(InputStream::new(reader)), Some(body))
     };
-    let made = Py::new(py, input).and_then(|input| {
-        environ.set_item(pyo3::intern!(py, "wsgi.input"), &input)?;
+    let made = (|| {
+        let input = match input {
+            Some(input) => {
+                let input = Py::new(py, input)?;
+                environ.set_item(pyo3::intern!(py, "wsgi.input"), &input)?;
+                Some(input)
+            }
+            None => None,
+        };
         let sr = Py::new(
             py,
             StartResponse::new({
@@ -580,7 +588,7 @@ fn exchange(
             }),
         )?;
         Ok((input, sr))
-    });
+    })();
     let (input, sr) = match made {
         Ok(v) => v,
         Err(e) => {
@@ -608,7 +616,7 @@ fn exchange(
     let mut keep = outcome.keep_alive;
     // The client may still be sending: a pipelined request, or body bytes.
     let mut unread = keep_alive;
-    if let Some(mut reader) = input.borrow(py).take() {
+    if let Some(mut reader) = input.and_then(|input| input.borrow(py).take()) {
         if keep && !reader.is_done() {
             let mut block = read_wait(py);
             keep = reader.drain(&mut block);

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use pyo3::{ffi, intern};
 
+use super::input::InputStream;
 use crate::http::head::Head;
 use crate::http::percent;
 use crate::net::listener::Listener;
@@ -211,6 +212,12 @@ impl EnvironBuilder {
             d.set_item(intern!(py, "REQUEST_METHOD"), intern!(py, "GET"))?;
             d.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.1"))?;
             d.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
+            // A request with a body gets its own stream; the others share this one,
+            // which holds no state (every read returns b"").
+            d.set_item(
+                intern!(py, "wsgi.input"),
+                Py::new(py, InputStream::empty())?,
+            )?;
             // Keys every request sets, present from the start: the copy then has room
             // for them (and for the headers), so building an environ never resizes it.
             for key in [
@@ -219,7 +226,6 @@ impl EnvironBuilder {
                 intern!(py, "REQUEST_URI"),
                 intern!(py, "RAW_URI"),
                 intern!(py, "PATH_INFO"),
-                intern!(py, "wsgi.input"),
             ] {
                 d.set_item(key, py.None())?;
             }

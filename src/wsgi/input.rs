@@ -469,7 +469,8 @@ impl InputStream {
         }
     }
 
-    /// An input with no body.
+    /// An input with no body. It holds no state, so one is shared by every request
+    /// without a body (the environ template's `wsgi.input`).
     pub fn empty() -> InputStream {
         InputStream {
             reader: Mutex::new(None),

@@ -63,12 +63,16 @@ fn send_sequence(
     sr: &StartResponse,
     items: &[Bound<'_, PyAny>],
 ) -> Result<(), Failure> {
+    let mut out = sr.output().map_err(Failure::App)?;
+    let mut block = blocking_wait(py);
+    if let [item] = items {
+        let chunk = as_bytes(item)?.as_bytes();
+        return out.send(&[chunk], true, &mut block).map_err(from_send);
+    }
     let mut chunks: Vec<&[u8]> = Vec::with_capacity(items.len());
     for item in items {
         chunks.push(as_bytes(item)?.as_bytes());
     }
-    let mut out = sr.output().map_err(Failure::App)?;
-    let mut block = blocking_wait(py);
     out.send(&chunks, true, &mut block).map_err(from_send)
 }
 
@@ -78,6 +82,11 @@ fn send_iterable(
     iterable: &Bound<'_, PyAny>,
 ) -> Result<(), Failure> {
     if let Ok(list) = iterable.cast::<PyList>() {
+        if list.len() == 1 {
+            // The usual `[body]`: no vectors to build.
+            let item = list.get_item(0).map_err(Failure::App)?;
+            return send_sequence(py, sr, std::slice::from_ref(&item));
+        }
         let items: Vec<Bound<'_, PyAny>> = list.iter().collect();
         return send_sequence(py, sr, &items);
     }

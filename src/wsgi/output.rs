@@ -75,6 +75,45 @@ impl From<io::Error> for SendError {
     }
 }
 
+/// The slices of one write: the usual few (head and body) on the stack, more on the heap.
+struct Slices<'a> {
+    inline: [&'a [u8]; 4],
+    len: usize,
+    heap: Vec<&'a [u8]>,
+}
+
+impl Default for Slices<'_> {
+    fn default() -> Self {
+        Slices {
+            inline: [&[]; 4],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Slices<'a> {
+    fn push(&mut self, s: &'a [u8]) {
+        if self.heap.is_empty() && self.len < self.inline.len() {
+            self.inline[self.len] = s;
+            self.len += 1;
+            return;
+        }
+        if self.heap.is_empty() {
+            self.heap.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.heap.push(s);
+    }
+
+    fn as_slice(&self) -> &[&'a [u8]] {
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+}
+
 pub type Block<'a> = dyn FnMut(RawFd, Instant) -> io::Result<()> + 'a;
 
 impl Output {
@@ -193,7 +232,7 @@ impl Output {
         }
 
         // Select what goes on the wire.
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() * 3 + 2);
+        let mut parts = Slices::default();
         let head = std::mem::take(&mut self.head);
         if !head.is_empty() {
             parts.push(&head);
@@ -240,7 +279,9 @@ impl Output {
             }
             BodyFraming::Close => {
                 if send_body {
-                    parts.extend(chunks.iter().filter(|c| !c.is_empty()));
+                    for c in chunks.iter().filter(|c| !c.is_empty()) {
+                        parts.push(c);
+                    }
                 }
                 self.body_sent += size as u64;
             }
@@ -251,6 +292,7 @@ impl Output {
         if last {
             self.finished = true;
         }
+        let parts = parts.as_slice();
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total == 0 {
             return Ok(());
@@ -260,7 +302,7 @@ impl Output {
         let complete =
             self.finished || matches!(self.framing, BodyFraming::Length(n) if self.body_sent >= n);
         if self.defer && complete && !self.must_close && self.held.len() + total <= DEFER_MAX {
-            for p in &parts {
+            for p in parts {
                 self.held.extend_from_slice(p);
             }
             return Ok(());
@@ -406,6 +448,20 @@ mod tests {
     fn written(fd: RawFd) -> usize {
         let mut buf = [0u8; 65536];
         socket::read(fd, &mut buf).unwrap_or(0)
+    }
+
+    #[test]
+    fn slices_keep_their_order_past_the_inline_ones() {
+        let words: Vec<Vec<u8>> = (0..9).map(|i| vec![b'a' + i]).collect();
+        for n in 0..words.len() {
+            let mut s = Slices::default();
+            for w in &words[..n] {
+                s.push(w);
+            }
+            let got: Vec<&[u8]> = s.as_slice().to_vec();
+            let want: Vec<&[u8]> = words[..n].iter().map(Vec::as_slice).collect();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

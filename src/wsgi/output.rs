@@ -76,20 +76,11 @@ impl From<io::Error> for SendError {
 }
 
 /// The slices of one write: the usual few (head and body) on the stack, more on the heap.
+#[derive(Default)]
 struct Slices<'a> {
     inline: [&'a [u8]; 4],
     len: usize,
     heap: Vec<&'a [u8]>,
-}
-
-impl Default for Slices<'_> {
-    fn default() -> Self {
-        Slices {
-            inline: [&[]; 4],
-            len: 0,
-            heap: Vec::new(),
-        }
-    }
 }
 
 impl<'a> Slices<'a> {

@@ -740,6 +740,14 @@ def test_latin1_header_value_sent_as_latin1_bytes(srv):
     assert b"\r\nX-Latin: caf\xe9 \xff\r\n" in r.raw_head
 
 
+def test_str_subclass_headers_sent_as_latin1_bytes(srv):
+    with Raw(srv) as c:
+        c.request("str_subclass_header")
+        r = c.response()
+    assert r.status == 200
+    assert b"\r\nX-Sub: caf\xe9\r\nX-Plain: plain\r\n" in r.raw_head
+
+
 @pytest.mark.parametrize("app", ["twice", "twice_exc_none"])
 def test_start_response_twice_without_exc_info_is_500(srv, t, app):
     r = fetch(srv, app, q(t))

@@ -39,13 +39,38 @@ pub fn status_has_no_body(code: u16) -> bool {
     (100..200).contains(&code) || code == 204 || code == 304
 }
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
+/// `TCHAR[b]`: whether `b` may appear in a token (RFC 9110 §5.6.2).
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Checks a header field name (a token) and value (no CR, LF or other controls).
 pub fn check_header(name: &[u8], value: &[u8]) -> Result<(), &'static str> {
-    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+    if name.is_empty() || !name.iter().all(|&b| TCHAR[usize::from(b)]) {
         return Err("invalid header name");
     }
     if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {

@@ -5,18 +5,46 @@ use std::borrow::Cow;
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::output::{blocking_wait, Declared, Output, SendError};
 use crate::http::response::{check_header, is_hop_by_hop, parse_status};
 
+/// The latin-1 bytes of `s`, read in place: CPython stores a str whose characters are all
+/// below U+0100 one byte per character (PEP 393), and only such a str is latin-1.
+#[cfg(not(any(Py_LIMITED_API, PyPy, GraalPy, Py_3_14)))]
+fn latin1_in_place<'a>(s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
+    // SAFETY: `s` is a live str; PEP 393 strings are always ready from 3.12 on, and our
+    // own are created ready. The data outlives the borrow of `s`, and a str is immutable.
+    unsafe {
+        let p = s.as_ptr();
+        if ffi::PyUnicode_IS_READY(p) == 0 || ffi::PyUnicode_KIND(p) != ffi::PyUnicode_1BYTE_KIND {
+            return None;
+        }
+        let len = usize::try_from(ffi::PyUnicode_GET_LENGTH(p)).ok()?;
+        Some(std::slice::from_raw_parts(
+            ffi::PyUnicode_1BYTE_DATA(p),
+            len,
+        ))
+    }
+}
+
+#[cfg(any(Py_LIMITED_API, PyPy, GraalPy, Py_3_14))]
+fn latin1_in_place<'a>(_s: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
+    None
+}
+
 /// Encodes a Python str as latin-1 (ISO-8859-1), as PEP 3333 requires for headers.
-/// ASCII text (nearly every header) is borrowed from the string, not copied.
+/// The bytes are borrowed from the string where its storage allows it, not copied.
 pub fn latin1<'a>(s: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
     let s = s
         .cast::<PyString>()
         .map_err(|_| PyTypeError::new_err(format!("{what} must be a str, not {}", type_name(s))))?;
+    if let Some(bytes) = latin1_in_place(s) {
+        return Ok(Cow::Borrowed(bytes));
+    }
     match s.to_cow()? {
         Cow::Borrowed(text) if text.is_ascii() => Ok(Cow::Borrowed(text.as_bytes())),
         text => {

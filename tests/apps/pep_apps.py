@@ -207,6 +207,19 @@ def latin1_header(environ, start_response):
     return [b"ok"]
 
 
+class _Text(str):
+    """A str subclass: CPython stores its characters apart from the object."""
+
+
+def str_subclass_header(environ, start_response):
+    """Status, header names and values given as str subclasses, ASCII and latin-1."""
+    start_response(
+        _Text("200 OK"),
+        [*TEXT, (_Text("X-Sub"), _Text("caf\u00e9")), (_Text("X-Plain"), _Text("plain"))],
+    )
+    return [b"ok"]
+
+
 def twice(environ, start_response):
     start_response("200 OK", TEXT)
     start_response("201 Created", TEXT)

@@ -2,6 +2,7 @@
 //! waiting for readiness with `poll(2)`.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -39,11 +40,12 @@ fn cvt(ret: isize) -> io::Result<usize> {
     }
 }
 
-/// One `read(2)`; `WouldBlock` when no data is ready.
+/// One `recv(2)` from a socket; `WouldBlock` when no data is ready. (`recv` and `sendmsg`
+/// go straight to the socket layer, where `read` and `writev` first pass through the VFS.)
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: buf is a valid writable slice for its length.
-        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
         match cvt(r) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other,
@@ -51,13 +53,20 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// One `read(2)` into the spare capacity of `buf` (no zeroing first), extending its
+/// Reads what is there from any descriptor (a pipe too) until it would block or ends.
+pub fn drain(fd: RawFd) {
+    let mut buf = [0u8; 64];
+    // SAFETY: buf is a valid writable slice for its length.
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
+/// One `recv(2)` into the spare capacity of `buf` (no zeroing first), extending its
 /// length by what was read; `WouldBlock` when no data is ready. The caller reserves.
 pub fn read_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
     loop {
-        // SAFETY: `spare` is writable memory of its length; read(2) writes at most that.
-        let r = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+        // SAFETY: `spare` is writable memory of its length; recv(2) writes at most that.
+        let r = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
         match cvt(r) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Ok(n) => {
@@ -92,21 +101,24 @@ pub fn has_input(fd: RawFd) -> Option<bool> {
     }
 }
 
-/// One `writev(2)` of up to 64 slices; `WouldBlock` when the send buffer is full.
+/// One gathering `sendmsg(2)` of up to 64 slices to a socket; `WouldBlock` when the send
+/// buffer is full. A peer that went away is `BrokenPipe`, never a SIGPIPE.
 pub fn writev(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
-    let mut iov: [libc::iovec; 64] = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; 64];
+    let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; 64];
     let n = bufs.len().min(64);
     for (slot, b) in iov.iter_mut().zip(bufs.iter()) {
-        slot.iov_base = b.as_ptr() as *mut libc::c_void;
-        slot.iov_len = b.len();
+        slot.write(libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        });
     }
+    // SAFETY: an all-zero msghdr is a valid empty one (no address, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr().cast();
+    msg.msg_iovlen = n as _;
     loop {
-        // SAFETY: the first n iovecs point at live slices; MSG_NOSIGNAL is implied for
-        // sockets by SIGPIPE being ignored by the Python runtime.
-        let r = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
+        // SAFETY: the first n iovecs are initialised and point at live slices.
+        let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
         match cvt(r) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other,

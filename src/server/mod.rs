@@ -44,11 +44,6 @@ pub struct Server {
 /// How often the graceful wait checks on the threads and runs signal handlers.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
-fn drain(fd: RawFd) {
-    let mut buf = [0u8; 64];
-    while matches!(socket::read(fd, &mut buf), Ok(n) if n > 0) {}
-}
-
 /// Waits until one of `fds` is readable (at most `timeout`, forever if `None`);
 /// returns which.
 fn wait_any(fds: &[RawFd], timeout: Option<Duration>) -> Vec<bool> {
@@ -192,7 +187,7 @@ impl Server {
         let signals = |py: Python<'_>, ready: &[bool], failure: &mut Option<PyErr>| {
             if ready.get(1).copied().unwrap_or(false) {
                 if let Some(fd) = wakeup_fd {
-                    drain(fd);
+                    socket::drain(fd);
                 }
                 if let Err(e) = py.check_signals() {
                     failure.get_or_insert(e);

@@ -402,6 +402,23 @@ def test_server_protocol_http10_and_http11(srv):
     assert env_value(env11, "SERVER_PROTOCOL") == "HTTP/1.1"
 
 
+def test_host_changes_between_requests(srv):
+    """HTTP_HOST and SERVER_NAME follow each request's Host, however the one before it
+    (the server keeps the strings of the last Host it saw)."""
+    hosts = ["a.example", "b.example:8080", "b.example:8080", "[::1]:99", "a.example", None]
+    with Raw(srv) as c:
+        for host in hosts:
+            headers = [("Connection", "keep-alive")] + ([("Host", host)] if host else [])
+            c.request("environ_json", version="HTTP/1.0", host=False, headers=headers)
+            env = c.response().json()
+            if host is None:
+                assert "HTTP_HOST" not in env["env"]
+                assert env_value(env, "SERVER_NAME") not in ("a.example", "[::1]")
+                continue
+            assert env_value(env, "HTTP_HOST") == host
+            assert env_value(env, "SERVER_NAME") == (host.rpartition(":")[0] or host)
+
+
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "PURGE"])
 def test_request_method_passed_through(srv, method):
     env = environ_of(srv, "/", method=method)

@@ -77,8 +77,43 @@ impl Hasher for Fnv {
 
 type HeaderKeys = HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv>>;
 
+/// The Python strings made from the last `Host` value a thread saw: a server sees few
+/// distinct hosts, and each keep-alive client repeats its own.
+struct HostStrs {
+    raw: Box<[u8]>,
+    /// `HTTP_HOST`.
+    value: Py<PyString>,
+    /// `SERVER_NAME` (none for a value with an empty host part).
+    name: Option<Py<PyString>>,
+}
+
 thread_local! {
     static HEADER_KEYS: RefCell<HeaderKeys> = RefCell::new(HeaderKeys::default());
+    static LAST_HOST: RefCell<Option<HostStrs>> = const { RefCell::new(None) };
+}
+
+/// `HTTP_HOST` and `SERVER_NAME` for a `Host` value, made once per distinct value in a row.
+fn host_strs<'py>(
+    py: Python<'py>,
+    host: &[u8],
+) -> (Bound<'py, PyString>, Option<Bound<'py, PyString>>) {
+    LAST_HOST.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(h) = c.as_ref().filter(|h| *h.raw == *host) {
+            let name = h.name.as_ref().map(|n| n.clone_ref(py).into_bound(py));
+            return (h.value.clone_ref(py).into_bound(py), name);
+        }
+        let value = latin1_str(py, host);
+        let name = Some(host_name(host))
+            .filter(|n| !n.is_empty())
+            .map(|n| latin1_str(py, n));
+        *c = Some(HostStrs {
+            raw: host.into(),
+            value: value.clone().unbind(),
+            name: name.as_ref().map(|n| n.clone().unbind()),
+        });
+        (value, name)
+    })
 }
 
 const HEADER_KEY_CACHE: usize = 512;
@@ -303,15 +338,18 @@ impl EnvironBuilder {
         {
             path = &path[self.root_path.len()..];
         }
-        env.set_item(intern!(py, "PATH_INFO"), latin1_str(py, path))?;
+        if decoded.is_none() && path == head.target.as_bytes() {
+            // The whole target is the path (no query, nothing escaped): one string.
+            env.set_item(intern!(py, "PATH_INFO"), &raw)?;
+        } else {
+            env.set_item(intern!(py, "PATH_INFO"), latin1_str(py, path))?;
+        }
         if !query.is_empty() {
             env.set_item(intern!(py, "QUERY_STRING"), latin1_str(py, query))?;
         }
-        if let Some(host) = head.host {
-            let name = host_name(host);
-            if !name.is_empty() {
-                env.set_item(intern!(py, "SERVER_NAME"), latin1_str(py, name))?;
-            }
+        let host = head.host.map(|host| (host, host_strs(py, host)));
+        if let Some((_, (_, Some(name)))) = &host {
+            env.set_item(intern!(py, "SERVER_NAME"), name)?;
         }
 
         if let Some(n) = head.content_length {
@@ -326,7 +364,10 @@ impl EnvironBuilder {
             let Some(key) = header_key(py, h.name.as_bytes()) else {
                 continue;
             };
-            let value = latin1_str(py, h.value);
+            let value = match &host {
+                Some((raw, (value, _))) if *raw == h.value => value.clone(),
+                _ => latin1_str(py, h.value),
+            };
             let prev = set_default(&env, &key, &value)?;
             if !prev.is(&value) {
                 // A repeated header: its values are joined (RFC 9110 §5.3).

@@ -94,27 +94,29 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// Appends a complete response head to `out`.
-///
-/// `status` is the app's status line ("200 OK"), `headers` its pre-encoded
-/// `Name: value\r\n` lines.
-pub fn write_head(
+/// Where [`head_start`] leaves the `Date` value (29 bytes) in the head it began.
+pub const DATE_LEN: usize = 29;
+
+/// Begins a response head in `out`: the status line, `Server`, and a `Date` line whose value
+/// is left blank for the sender to fill (the bytes at the returned offset).
+pub fn head_start(out: &mut Vec<u8>, status: &[u8]) -> usize {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status);
+    out.extend_from_slice(b"\r\nServer: ferrule\r\nDate: ");
+    let date_at = out.len();
+    out.extend_from_slice(&[b' '; DATE_LEN]);
+    out.extend_from_slice(b"\r\n");
+    date_at
+}
+
+/// Ends a response head begun by [`head_start`] (and the header lines after it): the
+/// framing and `Connection` lines, and the blank line.
+pub fn head_end(
     out: &mut Vec<u8>,
-    status: &[u8],
-    headers: &[u8],
-    date: &[u8],
     framing: BodyFraming,
     app_gave_length: bool,
     connection: Option<&'static [u8]>,
 ) {
-    // Everything but the fixed lines below is `status` and `headers`: one allocation.
-    out.reserve(status.len() + headers.len() + 160);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status);
-    out.extend_from_slice(b"\r\nServer: ferrule\r\nDate: ");
-    out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(headers);
     match framing {
         BodyFraming::Length(n) if !app_gave_length => {
             out.extend_from_slice(b"Content-Length: ");
@@ -130,6 +132,26 @@ pub fn write_head(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a complete response head to `out`.
+///
+/// `status` is the status line ("200 OK"), `headers` pre-encoded `Name: value\r\n` lines.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    status: &[u8],
+    headers: &[u8],
+    date: &[u8; DATE_LEN],
+    framing: BodyFraming,
+    app_gave_length: bool,
+    connection: Option<&'static [u8]>,
+) {
+    // Everything but the fixed lines is `status` and `headers`: one allocation.
+    out.reserve(status.len() + headers.len() + 160);
+    let date_at = head_start(out, status);
+    out[date_at..date_at + DATE_LEN].copy_from_slice(date);
+    out.extend_from_slice(headers);
+    head_end(out, framing, app_gave_length, connection);
 }
 
 /// The chunk-size line for a chunk of `n` bytes (`n` in hex, CRLF).
@@ -185,14 +207,14 @@ mod tests {
             &mut out,
             b"200 OK",
             b"Content-Type: text/plain\r\n",
-            b"D",
+            b"Mon, 23 Nov 2026 16:54:03 GMT",
             BodyFraming::Length(5),
             false,
             Some(b"keep-alive"),
         );
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\nServer: ferrule\r\nDate: D\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nServer: ferrule\r\nDate: Mon, 23 Nov 2026 16:54:03 GMT\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 

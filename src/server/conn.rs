@@ -21,7 +21,7 @@ use crate::net::socket::{self, Socket};
 use crate::static_files::{self, After};
 use crate::wsgi::app;
 use crate::wsgi::input::{blocking_wait as read_wait, BodyReader, InputStream};
-use crate::wsgi::output::Output;
+use crate::wsgi::output::{Declared, Output};
 use crate::wsgi::start_response::StartResponse;
 
 /// Bodies up to this size are read completely before the app is called, without
@@ -668,7 +668,7 @@ fn exchange(
             bytes: outcome.bytes,
             elapsed: cap.start.elapsed(),
             request_headers: &cap.headers,
-            response_headers: declared.map_or(&[][..], |d| &d.headers),
+            response_headers: declared.map_or(&[][..], Declared::headers),
             environ: cap.environ.as_ref(),
             time: &time,
             pid: std::process::id(),

@@ -161,13 +161,10 @@ fn send_error(py: Python<'_>, sr: &StartResponse, refusal: Option<HttpError>) {
             ERROR_BODY.to_vec(),
         ),
     };
-    out.declared = Some(Declared {
-        status,
-        code,
-        headers: b"Content-Type: text/plain; charset=utf-8\r\n".to_vec(),
-        content_length: None,
-        close: true,
-    });
+    let mut d = Declared::new(&status, code, 48);
+    d.push_header(b"Content-Type", b"text/plain; charset=utf-8");
+    d.close = true;
+    out.declared = Some(d);
     let mut block = blocking_wait(py);
     let _ = out.send(&[&body], true, &mut block);
 }

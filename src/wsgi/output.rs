@@ -15,23 +15,77 @@ use std::time::{Duration, Instant};
 use super::input::BodyState;
 use crate::http::date;
 use crate::http::error::HttpError;
-use crate::http::response::{chunk_size_line, status_has_no_body, write_head, BodyFraming};
+use crate::http::response::{
+    chunk_size_line, head_end, head_start, status_has_no_body, BodyFraming, DATE_LEN,
+};
 use crate::net::socket::{self, Interest};
 
 /// The largest complete response that may be held for the loop's next flush.
 pub const DEFER_MAX: usize = 16 * 1024;
 
-/// What the app declared through `start_response`.
-#[derive(Debug, Default)]
+/// What the app declared through `start_response`, already encoded as the start of the
+/// response head: the writer fills in the `Date`, appends the framing lines and sends
+/// these very bytes (no second buffer, no copy).
+#[derive(Debug)]
 pub struct Declared {
-    /// The status line, e.g. `200 OK`.
-    pub status: Vec<u8>,
+    /// Status line, `Server`, `Date` (blank until sent), then the app's header lines.
+    head: Vec<u8>,
+    date_at: usize,
+    headers_at: usize,
+    headers_end: usize,
     pub code: u16,
-    /// Encoded `Name: value\r\n` lines (hop-by-hop headers removed).
-    pub headers: Vec<u8>,
     pub content_length: Option<u64>,
     /// The app asked for `Connection: close`.
     pub close: bool,
+}
+
+impl Declared {
+    /// `status` is the status line (`200 OK`); `room` the bytes expected for headers.
+    pub fn new(status: &[u8], code: u16, room: usize) -> Declared {
+        let mut head = Vec::with_capacity(status.len() + room + 160);
+        let date_at = head_start(&mut head, status);
+        let headers_at = head.len();
+        Declared {
+            head,
+            date_at,
+            headers_at,
+            headers_end: headers_at,
+            code,
+            content_length: None,
+            close: false,
+        }
+    }
+
+    /// Appends one `name: value` header line.
+    pub fn push_header(&mut self, name: &[u8], value: &[u8]) {
+        self.head.extend_from_slice(name);
+        self.head.extend_from_slice(b": ");
+        self.head.extend_from_slice(value);
+        self.head.extend_from_slice(b"\r\n");
+        self.headers_end = self.head.len();
+    }
+
+    /// The app's headers as `Name: value\r\n` lines (hop-by-hop headers removed).
+    pub fn headers(&self) -> &[u8] {
+        &self.head[self.headers_at..self.headers_end]
+    }
+
+    /// Completes the head to send, once.
+    fn finish(
+        &mut self,
+        date: &[u8; DATE_LEN],
+        framing: BodyFraming,
+        connection: Option<&'static [u8]>,
+    ) {
+        self.head[self.date_at..self.date_at + DATE_LEN].copy_from_slice(date);
+        let app_gave_length = self.content_length.is_some();
+        head_end(&mut self.head, framing, app_gave_length, connection);
+    }
+
+    /// The complete head ([`Declared::finish`] must have run).
+    fn head(&self) -> &[u8] {
+        &self.head
+    }
 }
 
 /// Response state for one exchange.
@@ -52,7 +106,6 @@ pub struct Output {
     pub short: bool,
     pub finished: bool,
     timeout: Duration,
-    head: Vec<u8>,
     /// The request body's state, when the request has one.
     body: Option<Arc<BodyState>>,
     /// A complete response may be held instead of written ([`Output::take_held`]).
@@ -129,7 +182,6 @@ impl Output {
             short: false,
             finished: false,
             timeout,
-            head: Vec::new(),
             body,
             defer: false,
             held: Vec::new(),
@@ -211,6 +263,7 @@ impl Output {
             )));
         }
         let size: usize = chunks.iter().map(|c| c.len()).sum();
+        let mut with_head = false;
         if !self.headers_sent {
             if self.declared.is_none() {
                 return Err(SendError::NotStarted);
@@ -220,13 +273,13 @@ impl Output {
                 return Ok(());
             }
             self.prepare_head(if last { Some(size as u64) } else { None })?;
+            with_head = true;
         }
 
         // Select what goes on the wire.
         let mut parts = Slices::default();
-        let head = std::mem::take(&mut self.head);
-        if !head.is_empty() {
-            parts.push(&head);
+        if let Some(d) = self.declared.as_ref().filter(|_| with_head) {
+            parts.push(d.head());
         }
         let mut size_lines: Vec<[u8; 18]> = Vec::new();
         let send_body = !self.head_only && self.framing != BodyFraming::NoBody;
@@ -334,8 +387,8 @@ impl Output {
                     self.must_close = true;
                 }
             }
-            let head = std::mem::take(&mut self.head);
-            socket::write_all_vectored(self.fd, &[&head], self.timeout, block)?;
+            let head = self.declared.as_ref().map_or(&[][..], Declared::head);
+            socket::write_all_vectored(self.fd, &[head], self.timeout, block)?;
         }
         if self.head_only
             || self.framing == BodyFraming::NoBody
@@ -372,10 +425,10 @@ impl Output {
         Ok(())
     }
 
-    /// Chooses the framing and encodes the head into `self.head`.
+    /// Chooses the framing and completes the declared head.
     fn prepare_head(&mut self, complete_len: Option<u64>) -> Result<(), SendError> {
         self.framing = self.choose_framing(complete_len);
-        let d = self.declared.as_ref().ok_or(SendError::NotStarted)?;
+        let d = self.declared.as_mut().ok_or(SendError::NotStarted)?;
         if d.close
             || self.framing == BodyFraming::Close
             || self.body.as_ref().is_some_and(|b| b.closes())
@@ -387,20 +440,8 @@ impl Output {
             (_, true) => Some(b"close"),
             (false, false) => Some(b"keep-alive"),
         };
-        self.head.clear();
-        let app_gave_length = d.content_length.is_some();
         let framing = self.framing;
-        date::with_now(|now| {
-            write_head(
-                &mut self.head,
-                &d.status,
-                &d.headers,
-                now,
-                framing,
-                app_gave_length,
-                connection,
-            )
-        });
+        date::with_now(|now| d.finish(now, framing, connection));
         self.headers_sent = true;
         Ok(())
     }
@@ -418,13 +459,10 @@ mod tests {
     fn output(fd: RawFd, content_length: Option<u64>, close: bool) -> Output {
         let mut out = Output::new(fd, true, false, true, Duration::from_secs(1), None);
         out.defer = true;
-        out.declared = Some(Declared {
-            status: b"200 OK".to_vec(),
-            code: 200,
-            headers: Vec::new(),
-            content_length,
-            close,
-        });
+        let mut d = Declared::new(b"200 OK", 200, 0);
+        d.content_length = content_length;
+        d.close = close;
+        out.declared = Some(d);
         out
     }
 

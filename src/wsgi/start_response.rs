@@ -72,7 +72,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// Validates and encodes `status` and `headers` from the app.
 fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Declared> {
-    let status_bytes = latin1(status, "status")?.into_owned();
+    let status_bytes = latin1(status, "status")?;
     let code = parse_status(&status_bytes)
         .map_err(|e| PyValueError::new_err(format!("invalid status {status_bytes:?}: {e}")))?;
     let list = headers.cast::<PyList>().map_err(|_| {
@@ -81,13 +81,7 @@ fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<De
             type_name(headers)
         ))
     })?;
-    let mut d = Declared {
-        status: status_bytes,
-        code,
-        headers: Vec::with_capacity(list.len() * 32),
-        content_length: None,
-        close: false,
-    };
+    let mut d = Declared::new(&status_bytes, code, list.len() * 32);
     for item in list.iter() {
         let pair = item.cast::<PyTuple>().map_err(|_| {
             PyTypeError::new_err(format!(
@@ -137,10 +131,7 @@ fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<De
             }
             d.content_length = Some(n);
         }
-        d.headers.extend_from_slice(&name);
-        d.headers.extend_from_slice(b": ");
-        d.headers.extend_from_slice(&value);
-        d.headers.extend_from_slice(b"\r\n");
+        d.push_header(&name, &value);
     }
     Ok(d)
 }

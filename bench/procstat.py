@@ -106,13 +106,35 @@ class Snapshot:
         return cls(*cpu_split(pid), context_switches(pid))
 
 
-class RssSampler:
-    """Samples the tree's summed VmRSS every ``interval`` seconds in a thread; keeps the max."""
+def accept_backlog(port: int) -> int | None:
+    """Connections waiting in the accept queue of the TCP socket listening on ``port``: for a
+    listening socket, /proc/net/tcp's rx_queue is that queue's length. ``None`` if no socket
+    listens there (or /proc/net is not readable)."""
+    found = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    local, state, queues = fields[1], fields[3], fields[4]
+                    if state == "0A" and int(local.rpartition(":")[2], 16) == port:
+                        found = (found or 0) + int(queues.partition(":")[2], 16)
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+    return found
 
-    def __init__(self, pid: int, interval: float = 0.1):
+
+class RssSampler:
+    """Samples the tree's summed VmRSS every ``interval`` seconds in a thread; keeps the max.
+    With a ``port``, also the most connections seen waiting in its accept queue."""
+
+    def __init__(self, pid: int, interval: float = 0.1, port: int | None = None):
         self.pid = pid
         self.interval = interval
+        self.port = port
         self.peak_kib = rss_kib(pid)
+        self.peak_backlog: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -128,3 +150,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
+            if self.port is not None:
+                backlog = accept_backlog(self.port)
+                if backlog is not None:
+                    self.peak_backlog = max(self.peak_backlog or 0, backlog)

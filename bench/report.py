@@ -95,8 +95,8 @@ def summary_table(results: dict[str, Any]) -> list[str]:
 def workload_table(results: dict[str, Any], name: str) -> list[str]:
     out = [
         "| server | req/s | p99 | CPU µs/req | of it in the kernel | CPU cores used "
-        "| ctx switches/req | peak RSS | errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| ctx switches/req | peak RSS | clients left unaccepted | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in _rows(results["summary"], name):
         p99 = r.get("p99_ms") if r.get("requests") else None  # wrk prints 0 for no request
@@ -105,6 +105,7 @@ def workload_table(results: dict[str, Any], name: str) -> list[str]:
             f"| {_num(r.get('cpu_us_per_req'), '.2f')} | {pct(r.get('kernel_share'))} "
             f"| {_num(r.get('cpu_cores'), '.2f')} "
             f"| {_num(r.get('ctx_per_req'), '.3f')} | {mib(r.get('rss_hwm_kib'))} "
+            f"| {_num(r.get('backlog_peak'), '.0f')} "
             f"| {_errors(r)} |"
         )
     return out

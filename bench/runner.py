@@ -137,7 +137,7 @@ def _load(setup: Setup, workload: Workload, port: int, connections: int) -> load
 
 def _measured(setup: Setup, workload: Workload, pid: int, port: int, conns: int) -> dict[str, Any]:
     """Load the server once and return every number of that run."""
-    with procstat.RssSampler(pid) as rss:
+    with procstat.RssSampler(pid, port=port) as rss:
         before = procstat.Snapshot.take(pid)
         load = _load(setup, workload, port, conns)
         after = procstat.Snapshot.take(pid)
@@ -156,6 +156,8 @@ def _measured(setup: Setup, workload: Workload, pid: int, port: int, conns: int)
         "ctx_switches": after.ctx - before.ctx,
         "ctx_per_req": (after.ctx - before.ctx) / n if n else None,
         "rss_peak_kib": rss.peak_kib,
+        # Clients connected but never accepted: the server serves only some of them.
+        "backlog_peak": rss.peak_backlog,
         "rss_hwm_kib": procstat.hwm_kib(pid),
     }
 

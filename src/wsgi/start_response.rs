@@ -137,7 +137,7 @@ fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<De
 }
 
 /// The `start_response` callable handed to the app; it also owns the response state.
-#[pyclass(module = "ferrule._ferrule")]
+#[pyclass(module = "ferrule._ferrule", freelist = 64)]
 pub struct StartResponse {
     output: Mutex<Output>,
 }

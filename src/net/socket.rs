@@ -197,22 +197,28 @@ pub fn write_all_vectored(
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut deadline: Option<Instant> = None;
     while skip < total {
-        let mut parts: [&[u8]; 64] = [&[]; 64];
-        let mut n = 0;
-        let mut off = skip;
-        for b in bufs {
-            if off >= b.len() {
-                off -= b.len();
-                continue;
+        let written = if skip == 0 {
+            // The usual case, all in one go: the caller's slices as they are.
+            writev(fd, bufs)
+        } else {
+            let mut parts: [&[u8]; 64] = [&[]; 64];
+            let mut n = 0;
+            let mut off = skip;
+            for b in bufs {
+                if off >= b.len() {
+                    off -= b.len();
+                    continue;
+                }
+                if n == parts.len() {
+                    break;
+                }
+                parts[n] = &b[off..];
+                off = 0;
+                n += 1;
             }
-            if n == parts.len() {
-                break;
-            }
-            parts[n] = &b[off..];
-            off = 0;
-            n += 1;
-        }
-        match writev(fd, &parts[..n]) {
+            writev(fd, &parts[..n])
+        };
+        match written {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
             Ok(w) => {
                 skip += w;
@@ -384,6 +390,46 @@ mod tests {
         let mut buf = [0u8; 8];
         let n = read(b.fd(), &mut buf).unwrap();
         assert_eq!(&buf[..n], b"hello");
+    }
+
+    #[test]
+    fn write_all_vectored_resumes_partial_writes_over_64_slices() {
+        let (a, b) = pair();
+        set_nonblocking(a.fd()).unwrap();
+        // 100 slices of 10 KiB: more than one writev's 64, and more than the socket
+        // buffer holds, so writes end part-way through a slice and resume there.
+        let slices: Vec<Vec<u8>> = (0..100u8)
+            .map(|i| {
+                (0..10_240)
+                    .map(|j| i.wrapping_mul(31) ^ (j % 251) as u8)
+                    .collect()
+            })
+            .collect();
+        let want: Vec<u8> = slices.concat();
+        let reader_fd = b.fd();
+        let total = want.len();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::with_capacity(total);
+            let mut buf = vec![0u8; 7_000];
+            while got.len() < total {
+                let n = match read(reader_fd, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                };
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        let refs: Vec<&[u8]> = slices.iter().map(Vec::as_slice).collect();
+        let mut block = |fd: RawFd, d: Instant| wait(fd, Interest::Write, Some(d));
+        for group in refs.chunks(64) {
+            write_all_vectored(a.fd(), group, Duration::from_secs(5), &mut block).unwrap();
+        }
+        assert!(reader.join().unwrap() == want);
     }
 
     #[test]

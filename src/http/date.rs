@@ -47,12 +47,27 @@ thread_local! {
     static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
 }
 
-/// Calls `f` with the current `Date` value.
-pub fn with_now<R>(f: impl FnOnce(&[u8; 29]) -> R) -> R {
-    let secs = SystemTime::now()
+/// Whole seconds since the epoch from the coarse real-time clock: the time of the last
+/// scheduler tick (a few ms old at most), read without the timestamp counter. A `Date`
+/// has one-second resolution, and this clock is read for every response.
+fn coarse_secs() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives on our stack.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+        return u64::try_from(ts.tv_sec).unwrap_or(0);
+    }
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Calls `f` with the current `Date` value.
+pub fn with_now<R>(f: impl FnOnce(&[u8; 29]) -> R) -> R {
+    let secs = coarse_secs();
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != secs {
@@ -65,6 +80,15 @@ pub fn with_now<R>(f: impl FnOnce(&[u8; 29]) -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coarse_clock_is_the_wall_clock() {
+        let precise = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(coarse_secs().abs_diff(precise) <= 1);
+    }
 
     #[test]
     fn formats_known_dates() {

@@ -346,6 +346,7 @@ impl Output {
         let complete =
             self.finished || matches!(self.framing, BodyFraming::Length(n) if self.body_sent >= n);
         if self.defer && complete && !self.must_close && self.held.len() + total <= DEFER_MAX {
+            self.held.reserve_exact(total);
             for p in parts {
                 self.held.extend_from_slice(p);
             }

@@ -109,16 +109,22 @@ class Snapshot:
 def accept_backlog(port: int) -> int | None:
     """Connections waiting in the accept queue of the TCP socket listening on ``port``: for a
     listening socket, /proc/net/tcp's rx_queue is that queue's length. ``None`` if no socket
-    listens there (or /proc/net is not readable)."""
+    listens there (or /proc/net is not readable).
+
+    The kernel lists listening sockets first and writes the table as it is read, so reading
+    stops at the first other socket: with 10,000 idle connections open, reading the whole
+    table every 0.1 s would take CPU from the load generator."""
     found = None
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            with open(table) as f:
+            with open(table, buffering=4096) as f:
                 next(f)
                 for line in f:
                     fields = line.split()
                     local, state, queues = fields[1], fields[3], fields[4]
-                    if state == "0A" and int(local.rpartition(":")[2], 16) == port:
+                    if state != "0A":
+                        break
+                    if int(local.rpartition(":")[2], 16) == port:
                         found = (found or 0) + int(queues.partition(":")[2], 16)
         except (OSError, ValueError, IndexError, StopIteration):
             continue

@@ -181,7 +181,9 @@ fn check_target_form(method: &str, target: &str) -> Result<(), HttpError> {
         .unwrap_or(authority.len());
     let absolute = scheme > 0 && host_len > 0;
     let ok = if method == "CONNECT" {
-        !t.starts_with(b"/") && !absolute && t != b"*"
+        // authority-form is `host:port`: no path, no `*`, and no scheme (an `http://` URI
+        // with an empty host is neither a valid absolute-form nor an authority).
+        !t.starts_with(b"/") && scheme == 0 && t != b"*"
     } else if t == b"*" {
         method == "OPTIONS"
     } else {
@@ -524,6 +526,23 @@ mod tests {
             let req = format!("GET {good} HTTP/1.1\r\nHost: x\r\n\r\n");
             assert!(run(req.as_bytes()).unwrap().is_some(), "{good}");
         }
+    }
+
+    #[test]
+    fn connect_takes_only_authority_form() {
+        // Found by the fuzzer: `http:///…` (an empty host) passed as CONNECT's target.
+        for bad in [
+            "http:///exampl#.com:443",
+            "http://h:443",
+            "HTTPS://h",
+            "/x",
+            "*",
+        ] {
+            let req = format!("CONNECT {bad} HTTP/1.1\r\nHost: h:443\r\n\r\n");
+            assert_eq!(run(req.as_bytes()).unwrap_err().status(), 400, "{bad}");
+        }
+        let req = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+        assert!(run(req).unwrap().is_some());
     }
 
     #[test]

@@ -402,6 +402,18 @@ def test_server_protocol_http10_and_http11(srv):
     assert env_value(env11, "SERVER_PROTOCOL") == "HTTP/1.1"
 
 
+def test_repeated_headers_with_equal_values_are_joined(srv):
+    """Found by the environ fuzzer: equal one-character values are one str object in
+    CPython, which must not make the second field look like the first."""
+    headers = [("X-A", "1"), ("x-a", "1"), ("X-B", "same"), ("X-B", "same"), ("X-C", "")]
+    with Raw(srv) as c:
+        c.request("environ_json", headers=headers + [("X-C", "")])
+        env = c.response().json()
+    assert env_value(env, "HTTP_X_A") == "1, 1"
+    assert env_value(env, "HTTP_X_B") == "same, same"
+    assert env_value(env, "HTTP_X_C") == ", "
+
+
 def test_host_changes_between_requests(srv):
     """HTTP_HOST and SERVER_NAME follow each request's Host, however the one before it
     (the server keeps the strings of the last Host it saw)."""

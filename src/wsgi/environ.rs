@@ -165,19 +165,23 @@ fn method_str<'py>(py: Python<'py>, m: &str) -> Bound<'py, PyString> {
     }
 }
 
-/// Inserts `value` under `key` unless the key is there; returns what the dict then holds
-/// (one lookup, where `get_item` then `set_item` takes two).
+/// Inserts `value` under `key` unless the key is there (one lookup, where `get_item` then
+/// `set_item` takes two). Returns the value that was there already, if any. (Whether it
+/// was is told by the dict's size: the returned object cannot tell, since equal short
+/// strings are often one and the same object.)
 fn set_default<'py>(
     env: &Bound<'py, PyDict>,
     key: &Bound<'py, PyString>,
     value: &Bound<'py, PyString>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let before = env.len();
     // SAFETY: all three are live objects; PyDict_SetDefault returns a borrowed reference
     // (or NULL with an exception set), which `from_borrowed_ptr_or_err` increfs.
-    unsafe {
+    let held = unsafe {
         let held = ffi::PyDict_SetDefault(env.as_ptr(), key.as_ptr(), value.as_ptr());
-        Bound::from_borrowed_ptr_or_err(env.py(), held)
-    }
+        Bound::from_borrowed_ptr_or_err(env.py(), held)?
+    };
+    Ok((env.len() == before).then_some(held))
 }
 
 /// The host part of a Host header value (`name`, `name:port`, `[v6]:port`).
@@ -368,8 +372,7 @@ impl EnvironBuilder {
                 Some((raw, (value, _))) if *raw == h.value => value.clone(),
                 _ => latin1_str(py, h.value),
             };
-            let prev = set_default(&env, &key, &value)?;
-            if !prev.is(&value) {
+            if let Some(prev) = set_default(&env, &key, &value)? {
                 // A repeated header: its values are joined (RFC 9110 §5.3).
                 let joined = format!(
                     "{}, {}",

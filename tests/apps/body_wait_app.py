@@ -8,9 +8,10 @@ with its own clock). The answer is ``<called-at> <length> <sha256>`` of the body
 
 from __future__ import annotations
 
-import hashlib
 import time
 from wsgiref.validate import validator
+
+from pep_input import digest
 
 
 def _app(environ, start_response):  # type: ignore[no-untyped-def]
@@ -18,16 +19,8 @@ def _app(environ, start_response):  # type: ignore[no-untyped-def]
     errors = environ["wsgi.errors"]
     errors.write(f"CALLED {environ.get('QUERY_STRING', '')} {called:.6f}\n")
     errors.flush()
-    digest = hashlib.sha256()
-    n = 0
-    inp = environ["wsgi.input"]
-    while True:
-        chunk = inp.read(65536)
-        if not chunk:
-            break
-        n += len(chunk)
-        digest.update(chunk)
-    body = f"{called:.6f} {n} {digest.hexdigest()}".encode()
+    n, sha256, _ = digest(environ["wsgi.input"])
+    body = f"{called:.6f} {n} {sha256}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 

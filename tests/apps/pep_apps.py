@@ -12,7 +12,6 @@ validator would reject them before the server sees them).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -21,7 +20,7 @@ import threading
 from urllib.parse import parse_qs
 from wsgiref.validate import validator
 
-from pep_input import run_input_op, summarize
+from pep_input import digest, run_input_op, summarize
 
 # Tag every record of the server's error logger with its logger name, so the tests can tell
 # that a line went through `ferrule.error` (the default format does not show the name).
@@ -100,18 +99,8 @@ def upload_hash(environ, start_response):
     """Stream the body through sha256 in 64 KiB reads; validator-wrapped."""
 
     def inner(env, sr):
-        h = hashlib.sha256()
-        total = 0
-        biggest = 0
-        stream = env["wsgi.input"]
-        while True:
-            chunk = stream.read(65536)
-            if not chunk:
-                break
-            total += len(chunk)
-            biggest = max(biggest, len(chunk))
-            h.update(chunk)
-        return _json(sr, {"bytes": total, "sha256": h.hexdigest(), "biggest": biggest})
+        total, sha256, biggest = digest(env["wsgi.input"])
+        return _json(sr, {"bytes": total, "sha256": sha256, "biggest": biggest})
 
     return validator(inner)(environ, start_response)
 

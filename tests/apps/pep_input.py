@@ -77,3 +77,18 @@ def summarize(result, stream):
             repr(list(stream)),
         ],
     }
+
+
+def digest(stream, piece=65536):
+    """Read `stream` to the end in `piece`-byte reads, as most frameworks do; return
+    (bytes read, sha256 hex digest, largest read)."""
+    h = hashlib.sha256()
+    total = biggest = 0
+    while True:
+        chunk = stream.read(piece)
+        if not chunk:
+            break
+        total += len(chunk)
+        biggest = max(biggest, len(chunk))
+        h.update(chunk)
+    return total, h.hexdigest(), biggest

@@ -86,12 +86,11 @@ pub fn run(shared: Arc<Shared>, fd: RawFd, offset: u64, done: Arc<AtomicBool>) {
         let now = monotonic_ns();
         let mut oldest: Option<(u64, usize)> = None;
         for (i, t) in pool.threads.iter().enumerate() {
-            let seq = t.in_app.load(Ordering::Acquire);
             let Some(s) = seen.get_mut(i) else { continue };
-            if seq == 0 {
+            let Some(seq) = t.current() else {
                 *s = (0, 0);
                 continue;
-            }
+            };
             if s.0 != seq {
                 *s = (seq, now);
             }

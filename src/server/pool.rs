@@ -47,8 +47,9 @@ const STOP_TICK: Duration = Duration::from_millis(20);
 
 /// What the watcher can see of one app thread.
 pub struct ThreadInfo {
-    /// Non-zero while the thread is inside an exchange: a sequence number.
-    pub in_app: AtomicU64,
+    /// The number of exchanges the thread has started, shifted left by one; the low bit
+    /// is set while it is inside one. Read it with [`ThreadInfo::exchange`].
+    in_app: AtomicU64,
     /// The thread's CPU-time clock (`pthread_getcpuclockid`).
     pub clock: AtomicI32,
     pub handle: OnceLock<Thread>,
@@ -67,6 +68,22 @@ pub struct Pool {
     /// Threads still running, and a condvar signalled as each exits.
     pub alive: Mutex<usize>,
     pub exited: Condvar,
+}
+
+impl ThreadInfo {
+    /// The exchanges this thread has started so far, and whether it is inside the last.
+    pub fn exchange(&self) -> (u64, bool) {
+        let v = self.in_app.load(Ordering::Acquire);
+        (v >> 1, v & 1 == 1)
+    }
+
+    /// The number of the exchange this thread is inside, if it is inside one.
+    pub fn current(&self) -> Option<u64> {
+        match self.exchange() {
+            (seq, true) => Some(seq),
+            _ => None,
+        }
+    }
 }
 
 impl Pool {
@@ -106,7 +123,9 @@ impl Pool {
     }
 
     fn wake_watcher(&self) {
-        if self.watcher_dormant.swap(false, Ordering::AcqRel) {
+        if self.watcher_dormant.load(Ordering::Relaxed)
+            && self.watcher_dormant.swap(false, Ordering::AcqRel)
+        {
             if let Some(w) = self.watcher.get() {
                 w.unpark();
             }
@@ -179,11 +198,11 @@ impl ThreadCtx {
                 l.push_str(line);
             }
         }
-        shared.mark_in_app(self.index, self.seq);
+        shared.mark_in_app(self.index, self.seq, true);
     }
 
     pub fn leave_app(&mut self, shared: &Shared) {
-        shared.mark_in_app(self.index, 0);
+        shared.mark_in_app(self.index, self.seq, false);
     }
 }
 
@@ -266,11 +285,12 @@ impl Shared {
         }
     }
 
-    fn mark_in_app(&self, index: usize, seq: u64) {
+    fn mark_in_app(&self, index: usize, seq: u64, inside: bool) {
         if let Some(t) = self.pool.threads.get(index) {
-            t.in_app.store(seq, Ordering::Release);
+            t.in_app
+                .store(seq << 1 | u64::from(inside), Ordering::Release);
         }
-        if seq != 0 {
+        if inside {
             self.pool.wake_watcher();
         }
     }
@@ -679,7 +699,7 @@ impl Shared {
                         .pool
                         .threads
                         .get(l)
-                        .is_some_and(|t| t.in_app.load(Ordering::Acquire) != 0);
+                        .is_some_and(|t| t.current().is_some());
                 if !(leader_busy
                     && self
                         .pool

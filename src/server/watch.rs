@@ -39,7 +39,9 @@ fn cpu_ns(clock: libc::clockid_t) -> Option<u64> {
 
 struct Sample {
     leader: usize,
+    /// Exchanges the leader had started, and whether it was inside the last.
     seq: u64,
+    inside: bool,
     cpu: u64,
     at: Instant,
 }
@@ -57,32 +59,19 @@ pub fn run(shared: Arc<Shared>) {
         let Some(info) = pool.threads.get(leader) else {
             continue;
         };
-        let seq = info.in_app.load(Ordering::Acquire);
-        if seq == 0 {
-            last = None;
-            idle_rounds += 1;
-            interval = (interval * 2).min(MAX_INTERVAL);
-            if idle_rounds >= IDLE_ROUNDS {
-                // Sleep until a thread enters the app (it clears the flag and wakes us).
-                pool.watcher_dormant.store(true, Ordering::Release);
-                while pool.watcher_dormant.load(Ordering::Acquire) && !shared.is_stopping() {
-                    std::thread::park_timeout(Duration::from_secs(1));
-                }
-                idle_rounds = 0;
-                interval = MIN_INTERVAL;
-            }
-            continue;
-        }
-        idle_rounds = 0;
+        let (seq, inside) = info.exchange();
         let Some(cpu) = cpu_ns(info.clock.load(Ordering::Acquire)) else {
             continue;
         };
         let now = Instant::now();
+        let back_off = (interval * 2).min(MAX_INTERVAL);
         match &last {
-            Some(s) if s.leader == leader && s.seq == seq => {
-                let wall = now.duration_since(s.at).as_nanos() as u64;
-                let used = cpu.saturating_sub(s.cpu);
-                if used * 2 < wall {
+            Some(s) if s.leader == leader => {
+                let started = seq.wrapping_sub(s.seq);
+                // The leader spent most of the time since the last look off the CPU.
+                let off_cpu =
+                    cpu.saturating_sub(s.cpu) * 2 < now.duration_since(s.at).as_nanos() as u64;
+                if inside && s.inside && started == 0 && off_cpu {
                     // Stuck in one exchange without using the CPU: blocked.
                     let next = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
                     if let Some(next) = next {
@@ -96,26 +85,46 @@ pub fn run(shared: Arc<Shared>) {
                     last = None;
                     continue;
                 }
-                interval = (interval * 2).min(MAX_INTERVAL);
+                if started == 0 && !inside {
+                    // Nothing ran in the app since the last look.
+                    idle_rounds += 1;
+                    if idle_rounds >= IDLE_ROUNDS {
+                        // Sleep until a thread enters the app (it clears the flag and
+                        // wakes us).
+                        pool.watcher_dormant.store(true, Ordering::Release);
+                        while pool.watcher_dormant.load(Ordering::Acquire) && !shared.is_stopping()
+                        {
+                            std::thread::park_timeout(Duration::from_secs(1));
+                        }
+                        idle_rounds = 0;
+                        interval = MIN_INTERVAL;
+                        last = None;
+                        continue;
+                    }
+                    interval = back_off;
+                } else if inside && started <= FRESH && off_cpu {
+                    // The leader started a new request or two since the last look and
+                    // spent most of the time off the CPU: its requests block (a database
+                    // call in every request), so look again soon. Busy leaders, running
+                    // many short requests or long CPU-bound ones, back off instead.
+                    idle_rounds = 0;
+                    interval = MIN_INTERVAL;
+                } else {
+                    // Requests flow, or one keeps using the CPU; a sample that finds the
+                    // leader between two requests says the same.
+                    idle_rounds = 0;
+                    interval = back_off;
+                }
             }
-            Some(s)
-                if s.leader == leader
-                    && seq.wrapping_sub(s.seq) <= FRESH
-                    && cpu.saturating_sub(s.cpu) * 2
-                        < now.duration_since(s.at).as_nanos() as u64 =>
-            {
-                // The leader started a new request or two since the last look and spent
-                // most of the time off the CPU: its requests block (a database call in
-                // every request), so look again soon. Busy leaders, running many short
-                // requests or long CPU-bound ones, back off instead.
+            _ => {
+                idle_rounds = 0;
                 interval = MIN_INTERVAL;
             }
-            Some(s) if s.leader == leader => interval = (interval * 2).min(MAX_INTERVAL),
-            _ => interval = MIN_INTERVAL,
         }
         last = Some(Sample {
             leader,
             seq,
+            inside,
             cpu,
             at: now,
         });

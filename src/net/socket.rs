@@ -40,12 +40,24 @@ fn cvt(ret: isize) -> io::Result<usize> {
     }
 }
 
+/// `recvfrom(2)` without a source address, made directly. glibc's `recv`, `send` and
+/// `sendmsg` are pthread cancellation points: in a threaded process each call first
+/// switches the thread to asynchronous cancellation and back (two atomic updates).
+/// ferrule never cancels a thread, and these calls are made once per request.
+///
+/// SAFETY: `buf` must be writable for `len` bytes.
+unsafe fn sys_recv(fd: RawFd, buf: *mut libc::c_void, len: usize, flags: libc::c_int) -> isize {
+    let null = std::ptr::null_mut::<libc::sockaddr>();
+    // SAFETY: as the caller promises; no address is asked for.
+    unsafe { libc::syscall(libc::SYS_recvfrom, fd, buf, len, flags, null, null) as isize }
+}
+
 /// One `recv(2)` from a socket; `WouldBlock` when no data is ready. (`recv` and `sendmsg`
 /// go straight to the socket layer, where `read` and `writev` first pass through the VFS.)
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: buf is a valid writable slice for its length.
-        let r = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let r = unsafe { sys_recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
         match cvt(r) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other,
@@ -66,7 +78,7 @@ pub fn read_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
     loop {
         // SAFETY: `spare` is writable memory of its length; recv(2) writes at most that.
-        let r = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
+        let r = unsafe { sys_recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
         match cvt(r) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Ok(n) => {
@@ -101,9 +113,32 @@ pub fn has_input(fd: RawFd) -> Option<bool> {
     }
 }
 
-/// One gathering `sendmsg(2)` of up to 64 slices to a socket; `WouldBlock` when the send
-/// buffer is full. A peer that went away is `BrokenPipe`, never a SIGPIPE.
+/// One gathering `sendmsg(2)` of up to 64 slices to a socket (one slice goes with
+/// `sendto(2)`, which has no vector to copy in); `WouldBlock` when the send buffer is
+/// full. A peer that went away is `BrokenPipe`, never a SIGPIPE. Made directly, as
+/// [`sys_recv`] says why.
 pub fn writev(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
+    if let [one] = bufs {
+        let null = std::ptr::null::<libc::sockaddr>();
+        loop {
+            // SAFETY: `one` is a live slice; sendto reads at most its length.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_sendto,
+                    fd,
+                    one.as_ptr(),
+                    one.len(),
+                    libc::MSG_NOSIGNAL,
+                    null,
+                    0 as libc::socklen_t,
+                )
+            } as isize;
+            match cvt(r) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
     let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; 64];
     let n = bufs.len().min(64);
     for (slot, b) in iov.iter_mut().zip(bufs.iter()) {
@@ -118,7 +153,14 @@ pub fn writev(fd: RawFd, bufs: &[&[u8]]) -> io::Result<usize> {
     msg.msg_iovlen = n as _;
     loop {
         // SAFETY: the first n iovecs are initialised and point at live slices.
-        let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_sendmsg,
+                fd,
+                &msg as *const libc::msghdr,
+                libc::MSG_NOSIGNAL,
+            )
+        } as isize;
         match cvt(r) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other,

@@ -16,8 +16,9 @@
 //! app as it arrives.
 
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::clock::Tick;
 use crate::net::socket;
 
 /// How long a body may take to arrive before the app is called anyway.
@@ -31,12 +32,12 @@ pub enum BodyWait {
     #[default]
     Idle,
     /// Parked with the low-water mark set, until this time.
-    Waiting(Instant),
+    Waiting(Tick),
 }
 
 impl BodyWait {
     /// A body that has waited past [`BODY_WAIT`]: the sweep then serves the connection.
-    pub fn expired(&self, now: Instant) -> bool {
+    pub fn expired(&self, now: Tick) -> bool {
         matches!(self, BodyWait::Waiting(until) if *until <= now)
     }
 }
@@ -62,7 +63,7 @@ pub fn park(state: &mut BodyWait, fd: RawFd, lowat: bool, remaining: u64) -> boo
         let _ = socket::set_rcvlowat(fd, 1);
         return false;
     }
-    *state = BodyWait::Waiting(Instant::now() + BODY_WAIT);
+    *state = BodyWait::Waiting(Tick::now() + BODY_WAIT);
     true
 }
 
@@ -150,7 +151,7 @@ mod tests {
 
     #[test]
     fn expires_after_the_wait() {
-        let now = Instant::now();
+        let now = Tick::now();
         assert!(BodyWait::Waiting(now).expired(now));
         assert!(!BodyWait::Waiting(now + BODY_WAIT).expired(now));
         assert!(!BodyWait::Idle.expired(now));

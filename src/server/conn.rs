@@ -11,6 +11,7 @@ use pyo3::types::PyString;
 
 use super::access::format::Record;
 use super::body_wait::{self, BodyWait};
+use super::clock::Tick;
 use super::metrics;
 use super::pool::{Shared, ThreadCtx};
 use crate::http::date;
@@ -48,7 +49,7 @@ pub struct Conn {
     pub pos: usize,
     /// The last read came back short: no more data until the next epoll edge.
     pub drained: bool,
-    pub deadline: Option<Instant>,
+    pub deadline: Option<Tick>,
     pub requests: u64,
     /// The peer sent its FIN: a short read no longer means "wait for the next edge".
     pub peer_closed: bool,
@@ -199,7 +200,7 @@ pub fn refuse(conn: &Conn, err: &HttpError) {
 fn linger(conn: &mut Conn) -> Next {
     socket::shutdown_write(conn.sock.fd());
     conn.lingering = Some(0);
-    conn.deadline = Some(Instant::now() + LINGER);
+    conn.deadline = Some(Tick::now() + LINGER);
     conn.buf.clear();
     conn.pos = 0;
     discard(conn)
@@ -385,7 +386,7 @@ fn park_deadline(shared: &Shared, conn: &mut Conn) {
     } else {
         shared.cfg.keep_alive
     };
-    conn.deadline = Some(Instant::now() + wait);
+    conn.deadline = Some(Tick::now() + wait);
 }
 
 /// Writes `METHOD target HTTP/1.x` into `buf` (kept for logs).

@@ -20,16 +20,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::metrics::now_ns;
+use super::clock::Tick;
 
-/// The longest a held response waits while the loop still has ready work.
+/// The longest a held response waits while the loop still has ready work, on the
+/// coarse clock ([`Tick`]): up to one scheduler tick (≤ 4 ms) more.
 pub const MAX_AGE: Duration = Duration::from_millis(2);
 
 /// The connections holding a response, by epoll token.
 #[derive(Debug, Default)]
 pub struct Deferred {
     tokens: Mutex<Vec<u64>>,
-    /// When the oldest was held (monotonic ns); 0: none.
+    /// When the oldest was held (a [`Tick`] in ns); 0: none.
     since: AtomicU64,
 }
 
@@ -38,7 +39,8 @@ impl Deferred {
     pub fn push(&self, token: u64) {
         if let Ok(mut t) = self.tokens.lock() {
             if t.is_empty() {
-                self.since.store(now_ns().max(1), Ordering::Relaxed);
+                self.since
+                    .store(Tick::now().as_nanos().max(1), Ordering::Relaxed);
             }
             t.push(token);
         }
@@ -47,7 +49,7 @@ impl Deferred {
     /// Whether the oldest held response has waited [`MAX_AGE`].
     pub fn due(&self) -> bool {
         let since = self.since.load(Ordering::Relaxed);
-        since != 0 && now_ns().saturating_sub(since) >= MAX_AGE.as_nanos() as u64
+        since != 0 && Tick::now().as_nanos().saturating_sub(since) >= MAX_AGE.as_nanos() as u64
     }
 
     /// Whether any response is held.
@@ -89,7 +91,8 @@ mod tests {
         assert!(!d.due());
         d.push(1);
         assert!(!d.due());
-        std::thread::sleep(MAX_AGE + Duration::from_millis(1));
+        // The coarse clock lags by up to a tick (10 ms at CONFIG_HZ=100).
+        std::thread::sleep(MAX_AGE + Duration::from_millis(11));
         assert!(d.due());
         d.take();
         assert!(!d.due());

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod body_wait;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod deferred;

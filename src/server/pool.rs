@@ -19,6 +19,7 @@ use pyo3::types::PyString;
 
 use super::access::format::Record;
 use super::access::AccessLog;
+use super::clock::Tick;
 use super::config::Config;
 use super::conn::{refuse, serve, Conn, Next};
 use super::deferred::Deferred;
@@ -158,7 +159,7 @@ pub struct Shared {
     pub tls: Option<Arc<Tls>>,
     /// Connections handed over by the TLS terminator, registered by the next app thread.
     inbox: Mutex<Vec<(Socket, Peer, usize)>>,
-    next_sweep: Mutex<Instant>,
+    next_sweep: Mutex<Tick>,
     listeners_closed: AtomicBool,
     /// Accepting stopped at `max_connections`; the next slot released resumes it.
     accept_paused: AtomicBool,
@@ -247,7 +248,7 @@ impl Shared {
             access,
             tls,
             inbox: Mutex::new(Vec::new()),
-            next_sweep: Mutex::new(Instant::now() + SWEEP_EVERY),
+            next_sweep: Mutex::new(Tick::now() + SWEEP_EVERY),
             listeners_closed: AtomicBool::new(false),
             accept_paused: AtomicBool::new(false),
             last_full_warning: Mutex::new(None),
@@ -408,7 +409,7 @@ impl Shared {
         conn.token = token;
         conn.proxy_pending = self.cfg.proxy_protocol;
         conn.lowat = ip.is_some() && self.tls.is_none();
-        conn.deadline = Some(Instant::now() + self.cfg.header_timeout);
+        conn.deadline = Some(Tick::now() + self.cfg.header_timeout);
         if let Some(slot) = self.slots.get(slot_index) {
             if let Ok(mut g) = slot.conn.lock() {
                 *g = Some(conn);
@@ -592,6 +593,7 @@ impl Shared {
     /// deadline to send it (it is then served, with `Connection: close`).
     fn sweep(&self, py: Python<'_>) {
         let now = Instant::now();
+        let tick = Tick::now();
         let stopping = self.is_stopping();
         let stop_deadline = self.stop_deadline.get().copied();
         for index in 0..self.slots.high_water() {
@@ -604,14 +606,14 @@ impl Shared {
             let Some(conn) = guard.as_ref() else {
                 continue;
             };
-            if conn.body_wait.expired(now) {
+            if conn.body_wait.expired(tick) {
                 // A body slower than BODY_WAIT: call the app, which reads it as it comes.
                 if let Ok(mut q) = self.ready.lock() {
                     q.push_back(self.slots.token(index));
                 }
                 continue;
             }
-            let expired = conn.deadline.is_some_and(|d| d <= now);
+            let expired = conn.deadline.is_some_and(|d| d <= tick);
             let close = if !stopping {
                 expired
             } else if conn.lingering.is_some() || stop_deadline.is_some_and(|d| d <= now) {
@@ -643,8 +645,8 @@ impl Shared {
 
     fn maybe_sweep(&self, py: Python<'_>) {
         let due = match self.next_sweep.try_lock() {
-            Ok(mut next) if Instant::now() >= *next => {
-                *next = Instant::now() + SWEEP_EVERY;
+            Ok(mut next) if Tick::now() >= *next => {
+                *next = Tick::now() + SWEEP_EVERY;
                 true
             }
             _ => false,

@@ -711,6 +711,16 @@ def test_write_rejects_str(srv, t):
     assert r.body == b"write() refused str"
 
 
+def test_start_response_with_too_few_or_many_arguments_is_a_type_error(srv, t):
+    """start_response returns itself as write(): one argument writes, so a lone status is
+    refused as a str given to write(), with a message that names both uses."""
+    r = fetch(srv, "start_response_misuse", q(t))
+    assert r.status == 200
+    one, four = r.body.decode().split("\n")
+    assert "write() takes bytes, not str" in one and "start_response() takes" in one
+    assert "start_response() takes a status" in four and "(4 given)" in four
+
+
 @pytest.mark.parametrize(
     "status",
     [

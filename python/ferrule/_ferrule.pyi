@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Callable, final
+from typing import Any, Callable, final, overload
 
 __all__ = [
     "FileWatch",
@@ -48,14 +48,30 @@ def read_metrics(fd: int, offset: int) -> dict[str, Any]:
 
 @final
 class StartResponse:
-    """The ``start_response`` callable given to the app (PEP 3333)."""
+    """The ``start_response`` callable given to the app (PEP 3333).
 
+    It returns itself as the ``write(data)`` callable: called with one argument, it writes.
+    """
+
+    @overload
     def __call__(
         self,
         status: str,
         headers: list[tuple[str, str]],
         exc_info: tuple[Any, Any, Any] | None = None,
-    ) -> Any: ...
+        /,
+    ) -> StartResponse: ...
+    @overload
+    def __call__(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        /,
+        *,
+        exc_info: tuple[Any, Any, Any] | None = None,
+    ) -> StartResponse: ...
+    @overload
+    def __call__(self, data: bytes, /) -> None: ...
     def write(self, data: bytes) -> None: ...
 
 @final

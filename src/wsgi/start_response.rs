@@ -169,17 +169,45 @@ pub fn send_error(e: SendError) -> PyErr {
 
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, exc_info=None))]
+    /// `start_response(status, headers, exc_info=None)` returns this same object as the
+    /// `write(data)` callable: called with one argument, it writes. (PEP 3333 asks only for
+    /// a callable taking one positional argument; a bound method made per request cost
+    /// more than the rest of the call.)
+    #[pyo3(signature = (*args, exc_info=None))]
     fn __call__<'py>(
         slf: &Bound<'py, Self>,
-        status: &Bound<'py, PyAny>,
-        headers: &Bound<'py, PyAny>,
+        args: &Bound<'py, PyTuple>,
         exc_info: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Option<Bound<'py, Self>>> {
+        let (status, headers, exc_info) = match (args.len(), exc_info) {
+            (1, None) => {
+                let data = args.get_borrowed_item(0)?;
+                if data.is_instance_of::<PyString>() {
+                    return Err(PyTypeError::new_err(
+                        "write() takes bytes, not str (start_response() takes a status \
+                         and a list of headers)",
+                    ));
+                }
+                slf.borrow().write(slf.py(), &data)?;
+                return Ok(None);
+            }
+            (2, info) => (args.get_item(0)?, args.get_item(1)?, info.cloned()),
+            (3, None) => (
+                args.get_item(0)?,
+                args.get_item(1)?,
+                Some(args.get_item(2)?),
+            ),
+            (n, info) => {
+                return Err(PyTypeError::new_err(format!(
+                    "start_response() takes a status, headers and an optional exc_info \
+                     ({} given); its write() callable takes bytes",
+                    n + usize::from(info.is_some())
+                )))
+            }
+        };
         let this = slf.borrow();
         let mut out = this.output()?;
-        let exc_info = exc_info.filter(|e| !e.is_none());
-        match exc_info {
+        match exc_info.filter(|e| !e.is_none()) {
             Some(info) => {
                 if out.headers_sent {
                     // PEP 3333: too late to change the response; re-raise the app's error.
@@ -200,9 +228,8 @@ impl StartResponse {
                 }
             }
         }
-        out.declared = Some(declare(status, headers)?);
-        drop(out);
-        slf.getattr(pyo3::intern!(slf.py(), "write"))
+        out.declared = Some(declare(&status, &headers)?);
+        Ok(Some(slf.clone()))
     }
 
     /// The `write()` callable of PEP 3333 (for legacy apps): sends `data` at once.

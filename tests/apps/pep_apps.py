@@ -166,6 +166,20 @@ def write_non_bytes(environ, start_response):
     return [b"write() accepted str"]
 
 
+def start_response_misuse(environ, start_response):
+    """Calls start_response with too few and too many arguments; reports both errors."""
+    errors = []
+    for args in (("200 OK",), ("200 OK", TEXT, None, "extra")):
+        try:
+            start_response(*args)
+        except TypeError as e:
+            errors.append(str(e))
+        else:
+            errors.append("accepted")
+    start_response("200 OK", TEXT)
+    return ["\n".join(errors).encode()]
+
+
 def bad_status(environ, start_response):
     status = _params(environ)["status"]
     start_response(status.encode("latin-1") if status == "200 BYTES" else status, TEXT)

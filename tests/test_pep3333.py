@@ -711,6 +711,44 @@ def test_write_rejects_str(srv, t):
     assert r.body == b"write() refused str"
 
 
+def test_a_kept_write_callable_cannot_write_into_a_later_response(srv, t):
+    """A thread reuses its last start_response object only when nothing kept it: a write()
+    the app held on to stays bound to its own, finished response."""
+    with Raw(srv) as c:
+        c.request("keep_write", q(t, keep=t))
+        assert c.response().body == b"kept"
+        for _ in range(3):  # later exchanges on the same thread
+            c.request("ok")
+            assert c.response().body == b"ok"
+        c.request("keep_write", q(t, use=t))
+        r = c.response()
+    # The old write() goes nowhere (its response is over); it must not reach this one.
+    assert r.status == 200 and r.complete
+    assert r.body == b"old write returned"
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_each_response_carries_only_its_own_status_and_headers(srv, t, pipelined):
+    """Back-to-back exchanges on one connection (pipelined: their responses are held and
+    written together) reuse buffers; nothing of one response may reach the next."""
+    cases = [("201 Made", "X-First"), ("200 OK", "X-Second"), ("404 Gone", "X-Third")]
+    with Raw(srv) as c:
+        targets = [q(t, status=s, header=h) for s, h in cases]
+        if pipelined:
+            c.sock.sendall(b"".join(c.head_bytes("varied_response", x) for x in targets))
+            got = [c.response() for _ in cases]
+        else:
+            got = []
+            for x in targets:
+                c.request("varied_response", x)
+                got.append(c.response())
+    for (status, header), r in zip(cases, got):
+        assert f"{r.status} {r.reason}" == status
+        assert r.header(header) == "yes" and r.body == header.encode()
+        others = [h for _, h in cases if h != header]
+        assert all(r.header(h) is None for h in others), r.raw_head
+
+
 def test_start_response_with_too_few_or_many_arguments_is_a_type_error(srv, t):
     """start_response returns itself as write(): one argument writes, so a lone status is
     refused as a str given to write(), with a message that names both uses."""

@@ -580,14 +580,19 @@ fn exchange(
             }
             None => None,
         };
-        let sr = Py::new(
-            py,
-            StartResponse::new({
-                let mut out = Output::new(fd, http11, head_only, keep_alive, cfg.io_timeout, body);
-                out.defer = keep_alive && ctx.more_ready;
-                out
-            }),
-        )?;
+        let mut out = Output::new(fd, http11, head_only, keep_alive, cfg.io_timeout, body);
+        out.defer = keep_alive && ctx.more_ready;
+        if conn.out.is_empty() {
+            // Flushed: its allocation takes the next held response.
+            out.hold_in(std::mem::take(&mut conn.out));
+        }
+        let sr = match ctx.spare_start_response.take() {
+            Some(sr) => {
+                sr.borrow(py).reuse(out)?;
+                sr
+            }
+            None => Py::new(py, StartResponse::new(out))?,
+        };
         Ok((input, sr))
     })();
     let (input, sr) = match made {
@@ -651,6 +656,10 @@ fn exchange(
             if socket::write_all_vectored(fd, &[&held], cfg.io_timeout, &mut block).is_err() {
                 keep = false;
             }
+            if conn.out.is_empty() && held.capacity() <= IDLE_BUF_MAX {
+                conn.out = held;
+                conn.out.clear();
+            }
         }
     }
     if let (Some(log), Some(cap)) = (&shared.access, access) {
@@ -677,6 +686,11 @@ fn exchange(
         log.write(py, &shared.loggers, &rec);
     }
     ctx.line = line;
+    // SAFETY: reading the reference count of an object we hold a reference to.
+    if unsafe { pyo3::ffi::Py_REFCNT(sr.as_ptr()) } == 1 {
+        // Nothing else holds it (the app kept neither it nor its write()).
+        ctx.spare_start_response = Some(sr);
+    }
     if keep {
         Ending::KeepAlive
     } else if unread {

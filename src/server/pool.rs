@@ -33,6 +33,7 @@ use crate::net::socket::{self, set_nodelay, Socket};
 use crate::tls::Tls;
 use crate::wsgi::environ::EnvironBuilder;
 use crate::wsgi::log::Loggers;
+use crate::wsgi::start_response::StartResponse;
 
 /// Tokens with this bit name a listener (its index in the low bits).
 const LISTENER_BIT: u64 = 1 << 63;
@@ -181,6 +182,9 @@ pub struct ThreadCtx {
     /// Other ready work waits behind the connection being served: a response finished
     /// now may be held for the flush after it (src/server/deferred.rs).
     pub more_ready: bool,
+    /// The last exchange's `start_response`, when nothing else kept a reference to it:
+    /// the next exchange on this thread reuses it.
+    pub spare_start_response: Option<Py<StartResponse>>,
 }
 
 impl ThreadCtx {
@@ -764,6 +768,7 @@ impl Shared {
                 line: String::with_capacity(256),
                 scratch: Vec::new(),
                 more_ready: false,
+                spare_start_response: None,
             };
             if let Some(t) = self.pool.threads.get(index) {
                 let _ = t.handle.set(std::thread::current());

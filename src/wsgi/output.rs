@@ -42,7 +42,13 @@ pub struct Declared {
 impl Declared {
     /// `status` is the status line (`200 OK`); `room` the bytes expected for headers.
     pub fn new(status: &[u8], code: u16, room: usize) -> Declared {
-        let mut head = Vec::with_capacity(status.len() + room + 160);
+        Declared::in_buffer(Vec::new(), status, code, room)
+    }
+
+    /// [`Declared::new`], writing into `head`'s allocation (its contents are dropped).
+    pub fn in_buffer(mut head: Vec<u8>, status: &[u8], code: u16, room: usize) -> Declared {
+        head.clear();
+        head.reserve(status.len() + room + 160);
         let date_at = head_start(&mut head, status);
         let headers_at = head.len();
         Declared {
@@ -111,6 +117,8 @@ pub struct Output {
     /// A complete response may be held instead of written ([`Output::take_held`]).
     pub defer: bool,
     held: Vec<u8>,
+    /// An empty buffer for the next [`Declared`] head (see [`Output::recycle`]).
+    pub spare_head: Vec<u8>,
 }
 
 /// Why a send failed.
@@ -185,7 +193,22 @@ impl Output {
             body,
             defer: false,
             held: Vec::new(),
+            spare_head: Vec::new(),
         }
+    }
+
+    /// Gives this (new) exchange the head buffer of a finished one.
+    pub fn recycle(&mut self, old: &mut Output) {
+        self.spare_head = match old.declared.take() {
+            Some(d) => d.head,
+            None => std::mem::take(&mut old.spare_head),
+        };
+    }
+
+    /// The allocation to build a held response in (`buf` is empty; its capacity counts).
+    pub fn hold_in(&mut self, buf: Vec<u8>) {
+        debug_assert!(buf.is_empty(), "a held response given as a spare buffer");
+        self.held = buf;
     }
 
     /// The complete response held instead of written (empty if none): the caller

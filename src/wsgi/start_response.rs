@@ -71,7 +71,12 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// Validates and encodes `status` and `headers` from the app.
-fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Declared> {
+/// The head is written into `spare`'s allocation.
+fn declare(
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+    spare: Vec<u8>,
+) -> PyResult<Declared> {
     let status_bytes = latin1(status, "status")?;
     let code = parse_status(&status_bytes)
         .map_err(|e| PyValueError::new_err(format!("invalid status {status_bytes:?}: {e}")))?;
@@ -81,7 +86,7 @@ fn declare(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<De
             type_name(headers)
         ))
     })?;
-    let mut d = Declared::new(&status_bytes, code, list.len() * 32);
+    let mut d = Declared::in_buffer(spare, &status_bytes, code, list.len() * 32);
     for item in list.iter() {
         let pair = item.cast::<PyTuple>().map_err(|_| {
             PyTypeError::new_err(format!(
@@ -147,6 +152,16 @@ impl StartResponse {
         StartResponse {
             output: Mutex::new(output),
         }
+    }
+
+    /// Starts a new exchange on this object, which the last one left unreferenced (the
+    /// caller checked): the app gets it as a new `start_response`, and its head buffer
+    /// is reused.
+    pub fn reuse(&self, mut out: Output) -> PyResult<()> {
+        let mut cur = self.output()?;
+        out.recycle(&mut cur);
+        *cur = out;
+        Ok(())
     }
 
     /// Locks the output; a second thread using the same exchange gets an error.
@@ -228,7 +243,8 @@ impl StartResponse {
                 }
             }
         }
-        out.declared = Some(declare(&status, &headers)?);
+        let spare = std::mem::take(&mut out.spare_head);
+        out.declared = Some(declare(&status, &headers, spare)?);
         Ok(Some(slf.clone()))
     }
 

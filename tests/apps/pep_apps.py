@@ -166,6 +166,31 @@ def write_non_bytes(environ, start_response):
     return [b"write() accepted str"]
 
 
+_KEPT_WRITES = {}
+
+
+def keep_write(environ, start_response):
+    """?keep=T: keeps this request's write() under T. ?use=T: answers, then calls the
+    write() kept under T (its request is over) and reports what that did."""
+    params = _params(environ)
+    write = start_response("200 OK", TEXT)
+    if "keep" in params:
+        _KEPT_WRITES[params["keep"]] = write
+        return [b"kept"]
+    try:
+        _KEPT_WRITES.pop(params["use"])(b"stale bytes")
+    except Exception as e:
+        return [f"old write raised {type(e).__name__}".encode()]
+    return [b"old write returned"]
+
+
+def varied_response(environ, start_response):
+    """Status and one header named by the query: each response must carry only its own."""
+    params = _params(environ)
+    start_response(params["status"], [*TEXT, (params["header"], "yes")])
+    return [params["header"].encode()]
+
+
 def start_response_misuse(environ, start_response):
     """Calls start_response with too few and too many arguments; reports both errors."""
     errors = []

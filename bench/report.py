@@ -296,7 +296,10 @@ on a 2-core machine the server gets both CPUs and shares CPU 0 with wrk. The in-
 under hello and flask is `python bench/floor.py --workload flask --cpu 1`: the app alone, called
 in a plain Python loop on a copy of a prebuilt environ (body joined, `close()` called), CPU µs
 per call, median of 5 rounds of 20,000 calls; `run.py` measures it once, with ferrule's Python,
-pinned to the server's CPU. No test asserts a speed: the smoke run in `make test` only checks
+pinned to the server's CPU. The socket floor of hello is `bench/floor_server.rs` (`cargo build
+--release --example floor_server`): an epoll loop in Rust with no Python that parses each request
+and sends ferrule's hello bytes, run by `peers.sh` as an extra server (`EXTRA_NAME`/`EXTRA_CMD`;
+its header says how). No test asserts a speed: the smoke run in `make test` only checks
 that the suite still works."""
 
 CALLGRIND_INTRO = """## Instructions per request (callgrind)

@@ -588,7 +588,7 @@ fn exchange(
         }
         let sr = match ctx.spare_start_response.take() {
             Some(sr) => {
-                sr.borrow(py).reuse(out)?;
+                sr.get().reuse(out)?;
                 sr
             }
             None => Py::new(py, StartResponse::new(out))?,
@@ -622,7 +622,7 @@ fn exchange(
     let mut keep = outcome.keep_alive;
     // The client may still be sending: a pipelined request, or body bytes.
     let mut unread = keep_alive;
-    if let Some(mut reader) = input.and_then(|input| input.borrow(py).take()) {
+    if let Some(mut reader) = input.and_then(|input| input.get().take()) {
         if keep && !reader.is_done() {
             let mut block = read_wait(py);
             keep = reader.drain(&mut block);
@@ -641,7 +641,7 @@ fn exchange(
     // A complete response the writer held: the loop's next flush writes it when other
     // ready work comes first; else (nothing queued, the connection closes now, or this
     // thread stopped leading and goes idle next) it is written now.
-    let held = (sr.borrow(py).output()).map_or_else(|_| Vec::new(), |mut o| o.take_held());
+    let held = outcome.held;
     if !held.is_empty() {
         let leading = shared
             .pool
@@ -664,7 +664,7 @@ fn exchange(
     }
     if let (Some(log), Some(cap)) = (&shared.access, access) {
         let remote = conn.remote_addr.bind(py);
-        let sr = sr.borrow(py);
+        let sr = sr.get();
         let output = sr.output().ok();
         let declared = output.as_ref().and_then(|o| o.declared.as_ref());
         let time = log.now();

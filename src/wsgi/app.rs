@@ -14,12 +14,15 @@ use super::start_response::StartResponse;
 use crate::http::error::HttpError;
 
 /// How the exchange ended, for the connection and the access log.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Outcome {
     pub keep_alive: bool,
     pub status: u16,
     /// Response body bytes sent.
     pub bytes: u64,
+    /// The complete response the writer held instead of writing (empty if none): the
+    /// caller writes it, now or with the loop's next flush.
+    pub held: Vec<u8>,
 }
 
 const ERROR_BODY: &[u8] = b"Internal Server Error\n";
@@ -178,12 +181,12 @@ pub fn run(
     loggers: &Loggers,
     request: &str,
 ) -> Outcome {
-    let srr = sr.borrow();
+    let srr = sr.get();
     let result = app.call1((environ, sr));
     let failure = match &result {
         Err(e) => Some(Failure::App(e.clone_ref(py))),
         Ok(iterable) => {
-            let sent = send_iterable(py, &srr, iterable);
+            let sent = send_iterable(py, srr, iterable);
             call_close(py, iterable, loggers, request);
             sent.err()
         }
@@ -202,7 +205,7 @@ pub fn run(
                 ),
                 None => loggers.exception(py, &format!("Error handling request {request}"), &e),
             }
-            send_error(py, &srr, refusal);
+            send_error(py, srr, refusal);
         }
         Some(Failure::Client(e)) => {
             loggers.log(
@@ -220,6 +223,7 @@ pub fn run(
             keep_alive: false,
             status: 500,
             bytes: 0,
+            held: Vec::new(),
         };
     };
     if out.truncated {
@@ -244,6 +248,7 @@ pub fn run(
         keep_alive: out.keep_alive() && out.finished,
         status: out.code(),
         bytes: out.body_bytes(),
+        held: out.take_held(),
     };
     out.detach();
     outcome

@@ -457,7 +457,7 @@ pub fn blocking_wait(py: Python<'_>) -> impl FnMut(RawFd, Instant) -> io::Result
 }
 
 /// `wsgi.input`: a file-like view of the request body.
-#[pyclass(module = "ferrule._ferrule", freelist = 64)]
+#[pyclass(module = "ferrule._ferrule", freelist = 64, frozen)]
 pub struct InputStream {
     reader: Mutex<Option<BodyReader>>,
 }

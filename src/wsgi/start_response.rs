@@ -142,7 +142,7 @@ fn declare(
 }
 
 /// The `start_response` callable handed to the app; it also owns the response state.
-#[pyclass(module = "ferrule._ferrule", freelist = 64)]
+#[pyclass(module = "ferrule._ferrule", freelist = 64, frozen)]
 pub struct StartResponse {
     output: Mutex<Output>,
 }
@@ -203,7 +203,7 @@ impl StartResponse {
                          and a list of headers)",
                     ));
                 }
-                slf.borrow().write(slf.py(), &data)?;
+                slf.get().write(slf.py(), &data)?;
                 return Ok(None);
             }
             (2, info) => (args.get_item(0)?, args.get_item(1)?, info.cloned()),
@@ -220,7 +220,7 @@ impl StartResponse {
                 )))
             }
         };
-        let this = slf.borrow();
+        let this = slf.get();
         let mut out = this.output()?;
         match exc_info.filter(|e| !e.is_none()) {
             Some(info) => {

@@ -536,7 +536,9 @@ impl Shared {
             let next = match guard.as_mut() {
                 Some(conn) => {
                     conn.drained = false;
-                    conn.peer_closed |= slot.hup.swap(false, Ordering::AcqRel);
+                    // A load first: the swap is a locked instruction, and a hang-up is rare.
+                    conn.peer_closed |=
+                        slot.hup.load(Ordering::Acquire) && slot.hup.swap(false, Ordering::AcqRel);
                     serve(py, self, ctx, conn)
                 }
                 None => return,

@@ -58,16 +58,7 @@ class StartResponse:
         self,
         status: str,
         headers: list[tuple[str, str]],
-        exc_info: tuple[Any, Any, Any] | None = None,
         /,
-    ) -> StartResponse: ...
-    @overload
-    def __call__(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        /,
-        *,
         exc_info: tuple[Any, Any, Any] | None = None,
     ) -> StartResponse: ...
     @overload

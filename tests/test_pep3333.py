@@ -759,6 +759,26 @@ def test_start_response_with_too_few_or_many_arguments_is_a_type_error(srv, t):
     assert "start_response() takes a status" in four and "(4 given)" in four
 
 
+def test_start_response_accepts_every_python_call_form(srv, t):
+    """A plain call reaches start_response through vectorcall, `type(sr).__call__` through
+    tp_call: both accept exc_info by keyword or position and refuse what PEP 3333 does not
+    allow, with the same messages."""
+    r = fetch(srv, "start_response_call_forms", q(t))
+    assert r.status == 201 and r.reason == "Slot"
+    seen = dict(line.split(": ", 1) for line in r.body.decode().split("\n"))
+    assert seen["callable"] == "True"
+    assert seen["vectorcall"] == "True"
+    assert seen["keyword"] == "self"
+    assert seen["again"].startswith("RuntimeError: start_response() called a second time")
+    assert seen["positional"] == "self"
+    assert seen["bogus"] == "TypeError: unexpected keyword argument 'bogus'"
+    assert seen["both"].startswith("TypeError: start_response() takes")
+    assert "(4 given)" in seen["both"]
+    assert seen["partial"] == "self"
+    assert seen["slot"] == "self"
+    assert seen["slot_bogus"].startswith("TypeError") and "bogus" in seen["slot_bogus"]
+
+
 @pytest.mark.parametrize(
     "status",
     [

@@ -591,7 +591,7 @@ fn exchange(
                 sr.get().reuse(out)?;
                 sr
             }
-            None => Py::new(py, StartResponse::new(out))?,
+            None => StartResponse::create(py, out)?,
         };
         Ok((input, sr))
     })();

@@ -8,3 +8,4 @@ pub mod input;
 pub mod log;
 pub mod output;
 pub mod start_response;
+pub mod vectorcall;

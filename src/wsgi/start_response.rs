@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::output::{blocking_wait, Declared, Output, SendError};
+use super::vectorcall;
 use crate::http::response::{check_header, is_hop_by_hop, parse_status};
 
 /// The latin-1 bytes of `s`, read in place: CPython stores a str whose characters are all
@@ -144,14 +145,25 @@ fn declare(
 /// The `start_response` callable handed to the app; it also owns the response state.
 #[pyclass(module = "ferrule._ferrule", freelist = 64, frozen)]
 pub struct StartResponse {
+    /// How CPython calls it (src/wsgi/vectorcall.rs): [`call_vector`], always.
+    vectorcall: ffi::vectorcallfunc,
     output: Mutex<Output>,
 }
 
 impl StartResponse {
-    pub fn new(output: Output) -> StartResponse {
-        StartResponse {
-            output: Mutex::new(output),
-        }
+    /// A new `start_response` that owns `output`.
+    pub fn create(py: Python<'_>, output: Output) -> PyResult<Py<StartResponse>> {
+        let sr = Py::new(
+            py,
+            StartResponse {
+                vectorcall: call_vector,
+                output: Mutex::new(output),
+            },
+        )?;
+        // SAFETY: every instance is made here, with `call_vector` in the same field; the
+        // class is not subclassable.
+        unsafe { vectorcall::install(sr.bind(py).as_any(), &sr.get().vectorcall) };
+        Ok(sr)
     }
 
     /// Starts a new exchange on this object, which the last one left unreferenced (the
@@ -169,6 +181,86 @@ impl StartResponse {
         self.output
             .try_lock()
             .map_err(|_| PyRuntimeError::new_err("this response is in use by another thread"))
+    }
+}
+
+impl StartResponse {
+    /// A call with `given` positional arguments (the first three in `args`): `(status,
+    /// headers[, exc_info])` declares the response and returns this object as `write`;
+    /// `(data)` writes.
+    fn call<'py>(
+        slf: &Bound<'py, Self>,
+        given: usize,
+        args: [Option<Borrowed<'_, 'py, PyAny>>; 3],
+        exc_info: Option<Borrowed<'_, 'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let [first, second, third] = args;
+        let (status, headers, exc_info) = match (given, first, second, third, exc_info) {
+            (1, Some(data), _, _, None) => {
+                if data.is_instance_of::<PyString>() {
+                    return Err(PyTypeError::new_err(
+                        "write() takes bytes, not str (start_response() takes a status \
+                         and a list of headers)",
+                    ));
+                }
+                slf.get().write(py, &data)?;
+                return Ok(py.None().into_bound(py));
+            }
+            (2, Some(status), Some(headers), _, info) => (status, headers, info),
+            (3, Some(status), Some(headers), Some(info), None) => (status, headers, Some(info)),
+            (n, _, _, _, info) => {
+                return Err(PyTypeError::new_err(format!(
+                    "start_response() takes a status, headers and an optional exc_info \
+                     ({} given); its write() callable takes bytes",
+                    n + usize::from(info.is_some())
+                )))
+            }
+        };
+        let this = slf.get();
+        let mut out = this.output()?;
+        match exc_info.filter(|e| !e.is_none()) {
+            Some(info) => {
+                if out.headers_sent {
+                    // PEP 3333: too late to change the response; re-raise the app's error.
+                    let value = info.get_item(1)?;
+                    let tb = info.get_item(2)?;
+                    let err = PyErr::from_value(value);
+                    if !tb.is_none() {
+                        err.set_traceback(py, Some(tb.cast_into()?));
+                    }
+                    return Err(err);
+                }
+            }
+            None => {
+                if out.declared.is_some() {
+                    return Err(PyRuntimeError::new_err(
+                        "start_response() called a second time without exc_info",
+                    ));
+                }
+            }
+        }
+        let spare = std::mem::take(&mut out.spare_head);
+        out.declared = Some(declare(&status, &headers, spare)?);
+        Ok(slf.clone().into_any())
+    }
+}
+
+/// `StartResponse`'s vectorcall function (src/wsgi/vectorcall.rs).
+unsafe extern "C" fn call_vector(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this with the interpreter attached, `callable` an instance of
+    // `StartResponse` (the only type that stores this function) and the call's arguments.
+    unsafe {
+        vectorcall::entry(|py| {
+            let slf = Borrowed::from_ptr(py, callable).cast_unchecked::<StartResponse>();
+            let args = vectorcall::args(py, args, nargsf, kwnames, "exc_info")?;
+            StartResponse::call(&slf, args.given(), args.first(), args.keyword)
+        })
     }
 }
 
@@ -193,59 +285,9 @@ impl StartResponse {
         slf: &Bound<'py, Self>,
         args: &Bound<'py, PyTuple>,
         exc_info: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Option<Bound<'py, Self>>> {
-        let (status, headers, exc_info) = match (args.len(), exc_info) {
-            (1, None) => {
-                let data = args.get_borrowed_item(0)?;
-                if data.is_instance_of::<PyString>() {
-                    return Err(PyTypeError::new_err(
-                        "write() takes bytes, not str (start_response() takes a status \
-                         and a list of headers)",
-                    ));
-                }
-                slf.get().write(slf.py(), &data)?;
-                return Ok(None);
-            }
-            (2, info) => (args.get_item(0)?, args.get_item(1)?, info.cloned()),
-            (3, None) => (
-                args.get_item(0)?,
-                args.get_item(1)?,
-                Some(args.get_item(2)?),
-            ),
-            (n, info) => {
-                return Err(PyTypeError::new_err(format!(
-                    "start_response() takes a status, headers and an optional exc_info \
-                     ({} given); its write() callable takes bytes",
-                    n + usize::from(info.is_some())
-                )))
-            }
-        };
-        let this = slf.get();
-        let mut out = this.output()?;
-        match exc_info.filter(|e| !e.is_none()) {
-            Some(info) => {
-                if out.headers_sent {
-                    // PEP 3333: too late to change the response; re-raise the app's error.
-                    let value = info.get_item(1)?;
-                    let tb = info.get_item(2)?;
-                    let err = PyErr::from_value(value);
-                    if !tb.is_none() {
-                        err.set_traceback(slf.py(), Some(tb.cast_into()?));
-                    }
-                    return Err(err);
-                }
-            }
-            None => {
-                if out.declared.is_some() {
-                    return Err(PyRuntimeError::new_err(
-                        "start_response() called a second time without exc_info",
-                    ));
-                }
-            }
-        }
-        let spare = std::mem::take(&mut out.spare_head);
-        out.declared = Some(declare(&status, &headers, spare)?);
-        Ok(Some(slf.clone()))
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let first: [_; 3] = std::array::from_fn(|i| args.get_borrowed_item(i).ok());
+        Self::call(slf, args.len(), first, exc_info.map(Bound::as_borrowed))
     }
 
     /// The `write()` callable of PEP 3333 (for legacy apps): sends `data` at once.

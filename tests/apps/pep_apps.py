@@ -205,6 +205,42 @@ def start_response_misuse(environ, start_response):
     return ["\n".join(errors).encode()]
 
 
+def start_response_call_forms(environ, start_response):
+    """Calls start_response in each form a Python caller can use: exc_info by keyword and by
+    position, through functools.partial, through the type's __call__ (the tp_call slot, where
+    a plain call takes the vectorcall one), and with arguments it must refuse. Reports what
+    each form did; the status last declared is the one sent."""
+    import functools
+
+    seen = []
+
+    def attempt(name, call):
+        try:
+            result = call()
+        except (TypeError, RuntimeError) as e:
+            seen.append(f"{name}: {type(e).__name__}: {e}")
+        else:
+            seen.append(f"{name}: {'self' if result is start_response else repr(result)}")
+
+    attempt("callable", lambda: callable(start_response) or None)
+    # Py_TPFLAGS_HAVE_VECTORCALL: plain calls skip tp_call.
+    seen.append(f"vectorcall: {bool(type(start_response).__flags__ & (1 << 11))}")
+    attempt("keyword", lambda: start_response("500 First", TEXT, exc_info=None))
+    attempt("again", lambda: start_response("500 Again", TEXT))
+    try:
+        raise ValueError("replaced")
+    except ValueError:
+        info = sys.exc_info()
+    attempt("positional", lambda: start_response("500 Second", TEXT, info))
+    attempt("bogus", lambda: start_response("500 Bogus", TEXT, bogus=1))
+    attempt("both", lambda: start_response("500 Both", TEXT, None, exc_info=None))
+    attempt("partial", lambda: functools.partial(start_response, "500 Partial")(TEXT, info))
+    slot = type(start_response).__call__
+    attempt("slot", lambda: slot(start_response, "201 Slot", TEXT, exc_info=info))
+    attempt("slot_bogus", lambda: slot(start_response, "500 Bogus", TEXT, bogus=1))
+    return ["\n".join(seen).encode()]
+
+
 def bad_status(environ, start_response):
     status = _params(environ)["status"]
     start_response(status.encode("latin-1") if status == "200 BYTES" else status, TEXT)

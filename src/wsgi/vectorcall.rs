@@ -3,8 +3,8 @@
 //!
 //! pyo3 gives a class's `__call__` only the `tp_call` slot. A call through it packs the
 //! arguments into a tuple, goes through pyo3's trampoline (the attach count in a
-//! thread-local) and unpacks `*args` into a second tuple: about 450 instructions before the
-//! method's own work, where the method itself is ~1,300. An instance that stores a
+//! thread-local) and unpacks `*args` into a second tuple. Calling through vectorcall
+//! instead saved ~280 of ~11,000 instructions a hello request (callgrind). An instance that stores a
 //! [`ffi::vectorcallfunc`] can be called through it instead: its type records where the
 //! pointer sits in each instance (`tp_vectorcall_offset`) and carries
 //! `Py_TPFLAGS_HAVE_VECTORCALL`, and CPython then hands the function the caller's own

@@ -8,6 +8,7 @@ sharing one file never interleave lines.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ from conftest import Load, run_ferrule, wait_until
 pytestmark = pytest.mark.timeout(60)
 
 TIMEOUT = 10
-CLF_TIME = r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]"
+CLF_TIME = r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
 
 
 def lines(path) -> list[str]:
@@ -75,6 +76,25 @@ def test_every_atom(start_server, tmp_path):
     assert m, tail
     assert int(m[6]) == srv.proc.pid
     assert int(m[3]) < 5_000_000 and int(m[1]) == int(m[3]) // 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("tz", "offset"), [("UTC0", "+0000"), ("XYZ7", "-0700"), ("IST-5:30", "+0530")]
+)
+def test_time_is_local_with_its_offset_like_gunicorn(start_server, tmp_path, tz, offset):
+    """`%(t)s` is the server's local time (the TZ environment variable) with its UTC offset,
+    as gunicorn's `time.strftime('[%d/%b/%Y:%H:%M:%S %z]')` writes it."""
+    log = tmp_path / "access.log"
+    srv = start_server("--access-logfile", str(log), "access_app:app", env={"TZ": tz})
+    before = datetime.datetime.now(datetime.timezone.utc)
+    requests.get(srv.url + "/", timeout=TIMEOUT)
+    after = datetime.datetime.now(datetime.timezone.utc)
+    (line,) = wait_lines(log, 1)
+    m = re.search(CLF_TIME, line)
+    assert m, line
+    logged = datetime.datetime.strptime(m[0], "[%d/%b/%Y:%H:%M:%S %z]")
+    assert m[0].endswith(f" {offset}]")
+    assert before.replace(microsecond=0) <= logged <= after
 
 
 def test_refused_requests_are_logged_with_their_status(start_server, tmp_path):

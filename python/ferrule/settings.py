@@ -1009,7 +1009,8 @@ SETTINGS: tuple[Setting, ...] = (
         ACCESS_LOG_FORMAT,
         "The access-log line, with gunicorn's atoms.",
         doc="Atoms are written `%(name)s`: `h` remote address, `l` `-`, `u` user (HTTP Basic), "
-        "`t` time, `r` request line, `m` method, `U` path, `q` query string, `H` protocol, "
+        "`t` local time (`[10/Oct/2000:13:55:36 -0700]`, the zone from `TZ`), `r` request line, "
+        "`m` method, `U` path, `q` query string, `H` protocol, "
         "`s` status, `B` response bytes, `b` the same or `-`, `f` Referer, `a` User-Agent, "
         "`T` seconds, `M` milliseconds, `D` microseconds, `L` decimal seconds, `p` `<pid>`, "
         "`{Header}i` a request header, `{Header}o` a response header, `{key}e` a WSGI "

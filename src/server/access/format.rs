@@ -1,6 +1,6 @@
 //! The access-log line format: gunicorn's `%(atom)s` atoms, compiled once.
 //!
-//! - `h` remote address, `l` `-`, `u` user name (HTTP Basic), `t` `[10/Oct/2000:13:55:36 +0000]`;
+//! - `h` remote address, `l` `-`, `u` user name (HTTP Basic), `t` `[10/Oct/2000:13:55:36 -0700]` (local time);
 //! - `r` request line, `m` method, `U` path (percent-decoded), `q` query string, `H` protocol;
 //! - `s` status, `B` response bytes, `b` the same but `-` for none;
 //! - `f` Referer, `a` User-Agent;
@@ -87,7 +87,7 @@ pub struct Record<'a, 'py> {
     /// The response head's header lines (`Name: value\r\n`...).
     pub response_headers: &'a [u8],
     pub environ: Option<&'a Bound<'py, PyDict>>,
-    /// The time, already formatted as `10/Oct/2000:13:55:36 +0000`.
+    /// The time, already formatted as `10/Oct/2000:13:55:36 -0700` (local time).
     pub time: &'a str,
     pub pid: u32,
 }

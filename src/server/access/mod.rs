@@ -87,17 +87,38 @@ pub fn check_access_format(spec: &str) -> PyResult<()> {
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
-/// `10/Oct/2000:13:55:36 +0000`, the Common Log Format time.
+/// `10/Oct/2000:13:55:36 -0700`, the Common Log Format time, in the server's local time
+/// zone (`TZ`) with its offset from UTC, as gunicorn writes it.
 fn clf_time(secs: u64) -> String {
-    let d = crate::http::date::format(secs);
+    let t = libc::time_t::try_from(secs).unwrap_or(0);
+    // SAFETY: an all-zero `tm` is a valid value; localtime_r writes one `tm` on our stack
+    // and returns NULL (then the time is shown in UTC) only for an unrepresentable time.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return clf(secs, 0);
+    }
+    clf(secs.saturating_add_signed(tm.tm_gmtoff), tm.tm_gmtoff)
+}
+
+/// The CLF time for `local` (seconds since the epoch, shifted by the offset) and the
+/// offset east of UTC in seconds.
+fn clf(local: u64, offset: i64) -> String {
+    let d = crate::http::date::format(local);
     // d = "Tue, 10 Oct 2000 13:55:36 GMT"
     let s = String::from_utf8_lossy(&d);
+    let (sign, off) = if offset < 0 {
+        ('-', -offset)
+    } else {
+        ('+', offset)
+    };
     format!(
-        "{}/{}/{}:{} +0000",
+        "{}/{}/{}:{} {sign}{:02}{:02}",
         &s[5..7],
         &s[8..11],
         &s[12..16],
-        &s[17..25]
+        &s[17..25],
+        off / 3600,
+        off % 3600 / 60
     )
 }
 
@@ -105,6 +126,15 @@ fn clf_time(secs: u64) -> String {
 mod tests {
     #[test]
     fn clf_time_format() {
-        assert_eq!(super::clf_time(784_111_777), "06/Nov/1994:08:49:37 +0000");
+        assert_eq!(super::clf(784_111_777, 0), "06/Nov/1994:08:49:37 +0000");
+        // 1994-11-06 08:49:37 UTC seen from UTC-7 and from UTC+5:30.
+        assert_eq!(
+            super::clf(784_111_777 - 7 * 3600, -7 * 3600),
+            "06/Nov/1994:01:49:37 -0700"
+        );
+        assert_eq!(
+            super::clf(784_111_777 + 5 * 3600 + 1800, 5 * 3600 + 1800),
+            "06/Nov/1994:14:19:37 +0530"
+        );
     }
 }

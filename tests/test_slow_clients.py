@@ -13,6 +13,7 @@ instead of pausing accept): its test is marked xfail(strict) until it lands.
 
 from __future__ import annotations
 
+import select
 import selectors
 import socket
 import struct
@@ -177,6 +178,68 @@ def test_client_that_never_reads_holds_no_one_else_up(srv):
         reset(stuck)
     wait_for_log_after(srv, mark, rf"SLOW-CLOSE {t}\n", timeout=10)
     wait_counts_at_most(srv.proc.pid, base_fds, thread_bound(2))
+
+
+@pytest.mark.parametrize("close", [False, True])
+def test_a_whole_response_waits_for_a_slow_reader_without_a_thread(start_server, close):
+    """A response the app returned whole, larger than the socket takes at once, waits in
+    its connection for the client to read it, not in an app thread: with a single thread,
+    others are answered meanwhile. The slow client then gets every byte, and its
+    connection carries the next request (or closes, if the response said so)."""
+    s = start_server("--threads", "1", "hostile_slow:app")
+    # Larger than the kernel buffers on both ends take (here ~4 MiB: tcp_wmem's maximum).
+    whole = bytes(range(256)) * (24 << 12)
+    slow = socket.create_connection((s.host, s.port), timeout=10)
+    try:
+        extra = [("Connection", "close")] if close else []
+        slow.sendall(request("GET", "/whole", extra))
+        # Its response has begun (the app ran); it does not read it yet.
+        readable, _, _ = select.select([slow], [], [], 5)
+        assert readable
+        for i in range(3):
+            t0 = time.monotonic()
+            assert get(s, f"/other{i}") == f"/other{i}".encode()
+            assert time.monotonic() - t0 < 2.0
+        got = bytearray()
+        while True:
+            piece = slow.recv(1 << 20)
+            if not piece:
+                break
+            got += piece
+            head, sep, body = bytes(got).partition(b"\r\n\r\n")
+            if sep and len(body) >= len(whole):
+                break
+        head, _, body = bytes(got).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert body == whole
+        if close:
+            assert slow.recv(1) == b""
+        else:
+            slow.sendall(request("GET", "/after"))
+            reply = slow.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"/after"), reply
+    finally:
+        slow.close()
+
+
+def test_a_parked_response_nobody_reads_is_dropped_after_the_io_timeout(start_server):
+    """The end of a whole response waits for its client at most `--io-timeout` without
+    progress (not the shorter keep-alive timeout of an idle connection); then the
+    connection is closed and its memory freed."""
+    s = start_server("--threads", "1", "--io-timeout", "3", "--keep-alive", "1", "hostile_slow:app")
+    base_fds = proc_counts(s.proc.pid)[0]
+    slow = socket.create_connection((s.host, s.port), timeout=10)
+    try:
+        slow.sendall(request("GET", "/whole"))
+        readable, _, _ = select.select([slow], [], [], 5)
+        assert readable
+        assert proc_counts(s.proc.pid)[0] == base_fds + 1
+        t0 = time.monotonic()
+        wait_counts_at_most(s.proc.pid, base_fds, thread_bound(1), timeout=8)
+        assert time.monotonic() - t0 >= 2.0
+        assert get(s, "/still") == b"/still"
+    finally:
+        slow.close()
 
 
 def test_idle_keep_alive_connections_hold_no_thread(start_server):

@@ -815,7 +815,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds to wait for the next body bytes from a client, or for it to take response bytes.",
         doc="A request body that stalls longer is refused with 408 (if nothing was sent yet) "
         "and the connection closes; a client that stops reading the response is disconnected "
-        "(the app's iterable is still closed).",
+        "(the app's iterable is still closed). A response the app returned whole waits for a "
+        "slow client in its connection, not in an app thread (up to 64 MiB per process).",
         flags=("--io-timeout",),
         metavar="SECONDS",
         core=True,

@@ -235,7 +235,17 @@ pub fn write_all_vectored(
     timeout: Duration,
     block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut skip = 0usize; // bytes of `bufs` already written
+    write_all_vectored_from(fd, bufs, 0, timeout, block)
+}
+
+/// [`write_all_vectored`] for `bufs` whose first `skip` bytes were written already.
+pub fn write_all_vectored_from(
+    fd: RawFd,
+    bufs: &[&[u8]],
+    mut skip: usize,
+    timeout: Duration,
+    block: &mut dyn FnMut(RawFd, Instant) -> io::Result<()>,
+) -> io::Result<()> {
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut deadline: Option<Instant> = None;
     while skip < total {

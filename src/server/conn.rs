@@ -22,7 +22,7 @@ use crate::net::socket::{self, Socket};
 use crate::static_files::{self, After};
 use crate::wsgi::app;
 use crate::wsgi::input::{blocking_wait as read_wait, BodyReader, InputStream};
-use crate::wsgi::output::{Declared, Output};
+use crate::wsgi::output::{Declared, Output, Parked};
 use crate::wsgi::start_response::StartResponse;
 
 /// Bodies up to this size are read completely before the app is called, without
@@ -59,8 +59,15 @@ pub struct Conn {
     pub body_wait: BodyWait,
     /// Its epoll token (slot and generation).
     pub token: u64,
-    /// A complete response held for the loop's next flush (src/server/deferred.rs).
+    /// A complete response held for the loop's next flush (src/server/deferred.rs), or
+    /// the parked end of one the socket did not take (src/wsgi/output.rs); empty when
+    /// nothing waits. `out[..out_pos]` went out already.
     pub out: Vec<u8>,
+    out_pos: usize,
+    /// `out`'s share of the parked-bytes budget.
+    pub parked: Parked,
+    /// How the connection ends once `out` went out (a response that closes it, parked).
+    after_out: Option<Ending>,
     /// Closing: our side is shut down and what the client still sends is discarded
     /// (`Some(bytes discarded)`); see [`linger`].
     pub lingering: Option<u64>,
@@ -99,6 +106,9 @@ impl Conn {
             body_wait: BodyWait::Idle,
             token: 0,
             out: Vec::new(),
+            out_pos: 0,
+            parked: Parked::default(),
+            after_out: None,
             lingering: None,
         }
     }
@@ -145,26 +155,39 @@ impl Conn {
     /// Writes the held response without waiting: `Ok(true)` once it is all out,
     /// `Ok(false)` if the socket is full (the rest goes at its next writable event).
     pub fn write_out(&mut self) -> io::Result<bool> {
-        while !self.out.is_empty() {
-            match socket::writev(self.sock.fd(), &[&self.out]) {
+        while self.out_pos < self.out.len() {
+            match socket::writev(self.sock.fd(), &[&self.out[self.out_pos..]]) {
                 Ok(0) => {
-                    self.out = Vec::new();
+                    self.drop_out();
                     return Err(io::ErrorKind::WriteZero.into());
                 }
-                Ok(n) => {
-                    self.out.drain(..n);
-                }
+                Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => {
-                    self.out = Vec::new();
+                    self.drop_out();
                     return Err(e);
                 }
             }
         }
+        self.out.clear();
+        self.out_pos = 0;
+        self.parked = Parked::default();
         if self.out.capacity() > IDLE_BUF_MAX {
             self.out = Vec::new();
         }
         Ok(true)
+    }
+
+    /// Forgets what waited in `out` (its connection failed).
+    fn drop_out(&mut self) {
+        self.out = Vec::new();
+        self.out_pos = 0;
+        self.parked = Parked::default();
+    }
+
+    /// Whether response bytes wait for the socket to take them.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
     }
 
     /// Gives back a large buffer an idle connection no longer needs (one grown by a
@@ -226,10 +249,14 @@ fn discard(conn: &mut Conn) -> Next {
 
 /// Writes the response held for this connection (src/server/deferred.rs); what to do
 /// with the connection if it could not all go out.
-fn write_held(conn: &mut Conn) -> Option<Next> {
+fn write_held(shared: &Shared, conn: &mut Conn) -> Option<Next> {
     match conn.write_out() {
         Ok(true) => None,
-        Ok(false) => Some(Next::Park),
+        Ok(false) => {
+            // A client that stops reading is closed after `io_timeout` without progress.
+            conn.deadline = Some(Tick::now() + shared.cfg.io_timeout);
+            Some(Next::Park)
+        }
         Err(_) => Some(Next::Close),
     }
 }
@@ -239,9 +266,14 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
     if conn.lingering.is_some() {
         return discard(conn);
     }
-    // A held response goes before anything else on this connection.
-    if let Some(next) = write_held(conn) {
+    // A held or parked response goes before anything else on this connection.
+    if let Some(next) = write_held(shared, conn) {
         return next;
+    }
+    match conn.after_out.take() {
+        Some(Ending::Linger) => return linger(conn),
+        Some(_) => return Next::Close,
+        None => {}
     }
     let limits = shared.cfg.limits;
     loop {
@@ -250,7 +282,7 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
         }
         if conn.pos < conn.buf.len() && !conn.proxy_pending {
             // A pipelined request: the response held for the one before goes first.
-            if let Some(next) = write_held(conn) {
+            if let Some(next) = write_held(shared, conn) {
                 return next;
             }
             let mut stack: [MaybeUninit<httparse::Header<'_>>; 128] =
@@ -318,6 +350,13 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                     let ending = exchange(py, shared, ctx, conn, p);
                     conn.requests += 1;
                     conn.deadline = None;
+                    let more = matches!(ending, Ending::KeepAlive) && !shared.is_stopping();
+                    if conn.has_output() && !more {
+                        // The parked end of the response goes out before the close.
+                        conn.after_out = Some(ending);
+                        conn.deadline = Some(Tick::now() + shared.cfg.io_timeout);
+                        return Next::Park;
+                    }
                     match ending {
                         Ending::KeepAlive if !shared.is_stopping() => continue,
                         Ending::Linger => return linger(conn),
@@ -381,7 +420,9 @@ fn park_deadline(shared: &Shared, conn: &mut Conn) {
     if conn.deadline.is_some() {
         return;
     }
-    let wait = if conn.has_partial_request() || conn.requests == 0 {
+    let wait = if conn.has_output() {
+        shared.cfg.io_timeout
+    } else if conn.has_partial_request() || conn.requests == 0 {
         shared.cfg.header_timeout
     } else {
         shared.cfg.keep_alive
@@ -641,25 +682,23 @@ fn exchange(
     // A complete response the writer held: the loop's next flush writes it when other
     // ready work comes first; else (nothing queued, the connection closes now, or this
     // thread stopped leading and goes idle next) it is written now.
-    let held = outcome.held;
-    if !held.is_empty() {
+    // A complete response the writer held, or the end of one the socket did not take
+    // (parked). A held one waits for the loop's next flush when other ready work comes
+    // first; else (nothing queued, the connection closes now, or this thread stopped
+    // leading and goes idle next) it goes out now, as far as the socket takes it. What
+    // the socket does not take waits in the connection for its next writable event.
+    if !outcome.held.is_empty() {
         let leading = shared
             .pool
             .leader
             .load(std::sync::atomic::Ordering::Acquire)
             == ctx.index;
+        conn.out = outcome.held;
+        conn.parked = outcome.parked;
         if keep && ctx.more_ready && leading {
-            conn.out = held;
             shared.deferred.push(conn.token);
-        } else {
-            let mut block = crate::wsgi::output::blocking_wait(py);
-            if socket::write_all_vectored(fd, &[&held], cfg.io_timeout, &mut block).is_err() {
-                keep = false;
-            }
-            if conn.out.is_empty() && held.capacity() <= IDLE_BUF_MAX {
-                conn.out = held;
-                conn.out.clear();
-            }
+        } else if conn.write_out().is_err() {
+            keep = false;
         }
     }
     if let (Some(log), Some(cap)) = (&shared.access, access) {

@@ -624,6 +624,9 @@ impl Shared {
                 expired
             } else if conn.lingering.is_some() || stop_deadline.is_some_and(|d| d <= now) {
                 true
+            } else if conn.has_output() {
+                // A response still going out to a slow client: not idle.
+                expired
             } else {
                 match socket::has_input(conn.sock.fd()) {
                     // A request is arriving: let the loop serve it.
@@ -638,7 +641,7 @@ impl Shared {
                 }
             };
             if close {
-                if conn.has_partial_request() && expired {
+                if conn.has_partial_request() && expired && !conn.has_output() {
                     refuse(conn, &HttpError::Timeout);
                     self.log_refusal(py, conn, &HttpError::Timeout);
                 }

@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::file_wrapper::FileWrapper;
 use super::log::Loggers;
-use super::output::{blocking_wait, Declared, SendError};
+use super::output::{blocking_wait, Declared, Parked, SendError};
 use super::start_response::StartResponse;
 use crate::http::error::HttpError;
 
@@ -20,9 +20,12 @@ pub struct Outcome {
     pub status: u16,
     /// Response body bytes sent.
     pub bytes: u64,
-    /// The complete response the writer held instead of writing (empty if none): the
-    /// caller writes it, now or with the loop's next flush.
+    /// The complete response the writer held instead of writing, or the end of one the
+    /// socket did not take (empty if none): the caller writes it, now or with the loop's
+    /// next flush, or when the socket has room.
     pub held: Vec<u8>,
+    /// `held`'s share of the parked-bytes budget (none for a held small response).
+    pub parked: Parked,
 }
 
 const ERROR_BODY: &[u8] = b"Internal Server Error\n";
@@ -224,6 +227,7 @@ pub fn run(
             status: 500,
             bytes: 0,
             held: Vec::new(),
+            parked: Parked::default(),
         };
     };
     if out.truncated {
@@ -244,11 +248,13 @@ pub fn run(
             ),
         );
     }
+    let (held, parked) = out.take_held();
     let outcome = Outcome {
         keep_alive: out.keep_alive() && out.finished,
         status: out.code(),
         bytes: out.body_bytes(),
-        held: out.take_held(),
+        held,
+        parked,
     };
     out.detach();
     outcome

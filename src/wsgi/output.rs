@@ -6,9 +6,16 @@
 //! (`defer`): the exchange hands it to the connection, and the loop writes the held
 //! responses of all its connections together when it runs out of ready work
 //! (src/server/deferred.rs).
+//!
+//! A complete response that the socket does not take in one go is *parked*: the bytes it
+//! did not take are copied out and handed to the connection, whose writable events send
+//! them, so a client that reads slowly holds no thread once the app is done. Parked bytes
+//! of all connections share a budget ([`PARKED_MAX`]); past it the writer waits for the
+//! socket, as it does for a body still being produced.
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +29,39 @@ use crate::net::socket::{self, Interest};
 
 /// The largest complete response that may be held for the loop's next flush.
 pub const DEFER_MAX: usize = 16 * 1024;
+
+/// The most response bytes this process keeps parked for slow clients, all connections
+/// together: memory is bounded, and beyond this a slow client holds a thread again.
+pub const PARKED_MAX: usize = 64 << 20;
+
+/// Response bytes parked now (the sum of every live [`Parked`]).
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// A share of [`PARKED_MAX`], given back when dropped (when the bytes went out, or their
+/// connection closed).
+#[derive(Debug, Default)]
+pub struct Parked(usize);
+
+impl Parked {
+    /// Reserves `n` bytes of the budget, if that many are left.
+    fn reserve(n: usize) -> Option<Parked> {
+        let before = PARKED.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) <= PARKED_MAX {
+            Some(Parked(n))
+        } else {
+            PARKED.fetch_sub(n, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            PARKED.fetch_sub(self.0, Ordering::Relaxed);
+        }
+    }
+}
 
 /// What the app declared through `start_response`, already encoded as the start of the
 /// response head: the writer fills in the `Date`, appends the framing lines and sends
@@ -116,7 +156,9 @@ pub struct Output {
     body: Option<Arc<BodyState>>,
     /// A complete response may be held instead of written ([`Output::take_held`]).
     pub defer: bool,
+    /// A held response, or the parked end of one (then `parked` is its budget share).
     held: Vec<u8>,
+    parked: Parked,
     /// An empty buffer for the next [`Declared`] head (see [`Output::recycle`]).
     pub spare_head: Vec<u8>,
 }
@@ -193,6 +235,7 @@ impl Output {
             body,
             defer: false,
             held: Vec::new(),
+            parked: Parked::default(),
             spare_head: Vec::new(),
         }
     }
@@ -211,10 +254,14 @@ impl Output {
         self.held = buf;
     }
 
-    /// The complete response held instead of written (empty if none): the caller
-    /// writes it, now or with the loop's next flush.
-    pub fn take_held(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.held)
+    /// The complete response held instead of written, or the end of one the socket did
+    /// not take (empty if none), with its share of the parked-bytes budget: the caller
+    /// writes it, now or when the socket has room.
+    pub fn take_held(&mut self) -> (Vec<u8>, Parked) {
+        (
+            std::mem::take(&mut self.held),
+            std::mem::take(&mut self.parked),
+        )
     }
 
     /// Why the request body was refused, if it was.
@@ -378,9 +425,17 @@ impl Output {
         // Nothing follows a held response on the wire: it is complete, so later sends
         // carry no bytes (a Content-Length body is truncated; other framings finished).
         debug_assert!(self.held.is_empty(), "bytes after a held response");
-        // Send in groups of up to 64 slices (writev's limit here).
-        for group in parts.chunks(64) {
-            socket::write_all_vectored(self.fd, group, self.timeout, block)?;
+        // Send in groups of up to 64 slices (writev's limit here). The last group of a
+        // complete response may leave its end parked.
+        let groups = parts.chunks(64);
+        let last_group = groups.len() - 1;
+        for (i, group) in groups.enumerate() {
+            if complete && i == last_group {
+                let (fd, timeout) = (self.fd, self.timeout);
+                write_or_park(fd, timeout, group, &mut self.held, &mut self.parked, block)?;
+            } else {
+                socket::write_all_vectored(self.fd, group, self.timeout, block)?;
+            }
         }
         Ok(())
     }
@@ -471,6 +526,41 @@ impl Output {
     }
 }
 
+/// Writes the end of a complete response; what the socket does not take now is copied
+/// into `held` (parked, with its budget share in `parked`) when the budget allows, else
+/// waited for.
+fn write_or_park(
+    fd: RawFd,
+    timeout: Duration,
+    parts: &[&[u8]],
+    held: &mut Vec<u8>,
+    parked: &mut Parked,
+    block: &mut Block<'_>,
+) -> Result<(), SendError> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let written = match socket::writev(fd, parts) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(SendError::Io(e)),
+    };
+    if written >= total {
+        return Ok(());
+    }
+    let Some(share) = Parked::reserve(total - written) else {
+        socket::write_all_vectored_from(fd, parts, written, timeout, block)?;
+        return Ok(());
+    };
+    held.reserve_exact(total - written);
+    let mut skip = written;
+    for p in parts {
+        let from = skip.min(p.len());
+        skip -= from;
+        held.extend_from_slice(&p[from..]);
+    }
+    *parked = share;
+    Ok(())
+}
+
 /// Releases the GIL while waiting for the socket to accept more bytes.
 pub fn blocking_wait(py: pyo3::Python<'_>) -> impl FnMut(RawFd, Instant) -> io::Result<()> + '_ {
     move |fd, deadline| py.detach(|| socket::wait(fd, Interest::Write, Some(deadline)))
@@ -523,7 +613,7 @@ mod tests {
         let mut out = output(a.fd(), None, false);
         out.send(&[b"hello"], true, &mut never).unwrap();
         assert_eq!(written(b.fd()), 0);
-        let held = out.take_held();
+        let (held, _) = out.take_held();
         assert!(held.starts_with(b"HTTP/1.1 200 OK\r\n") && held.ends_with(b"\r\n\r\nhello"));
     }
 
@@ -534,7 +624,7 @@ mod tests {
         out.send(&[b"hello"], false, &mut never).unwrap();
         out.finish(&mut never).unwrap();
         assert_eq!(written(b.fd()), 0);
-        assert!(out.take_held().ends_with(b"hello"));
+        assert!(out.take_held().0.ends_with(b"hello"));
     }
 
     #[test]
@@ -543,12 +633,12 @@ mod tests {
         let mut out = output(a.fd(), Some(10), false);
         out.send(&[b"hello"], false, &mut never).unwrap();
         assert!(written(b.fd()) > 5);
-        assert!(out.take_held().is_empty());
+        assert!(out.take_held().0.is_empty());
         let (a, b) = pair();
         let mut chunked = output(a.fd(), None, false);
         chunked.send(&[b"hello"], false, &mut never).unwrap();
         assert!(written(b.fd()) > 5);
-        assert!(chunked.take_held().is_empty());
+        assert!(chunked.take_held().0.is_empty());
     }
 
     #[test]
@@ -557,19 +647,90 @@ mod tests {
         let mut closing = output(a.fd(), None, true);
         closing.send(&[b"bye"], true, &mut never).unwrap();
         assert!(written(b.fd()) > 3);
-        assert!(closing.take_held().is_empty());
+        assert!(closing.take_held().0.is_empty());
 
         let (a, b) = pair();
         let big = vec![b'x'; DEFER_MAX];
         let mut large = output(a.fd(), None, false);
         large.send(&[&big], true, &mut never).unwrap();
         assert!(written(b.fd()) > 0);
-        assert!(large.take_held().is_empty());
+        assert!(large.take_held().0.is_empty());
 
         let (a, b) = pair();
         let mut plain = output(a.fd(), None, false);
         plain.defer = false;
         plain.send(&[b"hello"], true, &mut never).unwrap();
         assert!(written(b.fd()) > 5);
+    }
+
+    /// Serializes the tests that fill the parked-bytes budget (it is process-wide).
+    static BUDGET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Everything `fd`'s peer wrote, until it stops (non-blocking reads).
+    fn drain(fd: RawFd, into: &mut Vec<u8>) {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = socket::read(fd, &mut buf) {
+            into.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_complete_response_the_socket_refuses_is_parked() {
+        let _budget = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+        let (a, b) = pair();
+        let body: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let mut out = output(a.fd(), None, true);
+        let before = PARKED.load(Ordering::Relaxed);
+        // `never`: the writer must not wait for the client.
+        out.send(&[&body], true, &mut never).unwrap();
+        let (held, parked) = out.take_held();
+        assert!(!held.is_empty() && held.len() < body.len());
+        assert_eq!(parked.0, held.len());
+        assert_eq!(PARKED.load(Ordering::Relaxed), before + held.len());
+        // What went out, then the parked rest, is the whole response.
+        let mut got = Vec::new();
+        drain(b.fd(), &mut got);
+        let mut rest = &held[..];
+        while !rest.is_empty() {
+            match socket::writev(a.fd(), &[rest]) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drain(b.fd(), &mut got),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        drain(b.fd(), &mut got);
+        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        assert!(got[head_end..] == body[..]);
+        drop(parked);
+        assert_eq!(PARKED.load(Ordering::Relaxed), before);
+    }
+
+    #[test]
+    fn past_the_budget_the_writer_waits_for_the_client() {
+        let _budget = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(Parked::reserve(PARKED_MAX + 1).is_none());
+        let hog = Parked::reserve(PARKED_MAX - PARKED.load(Ordering::Relaxed)).unwrap();
+        let (a, b) = pair();
+        let body = vec![b'z'; 4 << 20];
+        let mut out = output(a.fd(), None, true);
+        let mut got = Vec::new();
+        let mut waits = 0;
+        let mut reader = |_: RawFd, _: Instant| {
+            waits += 1;
+            drain(b.fd(), &mut got);
+            Ok(())
+        };
+        out.send(&[&body], true, &mut reader).unwrap();
+        assert!(waits > 0);
+        assert!(out.take_held().0.is_empty());
+        drain(b.fd(), &mut got);
+        assert!(got.ends_with(&body));
+        drop(hog);
+        assert!(Parked::reserve(1).is_some());
     }
 }

@@ -6,6 +6,7 @@ the query string), so a test can tell that close() ran after the client went awa
     /stream    an endless body: 64 KiB chunks (at most 1 GiB) until the client goes away
     /upload    reads the whole body inside the iteration, then answers its length
     /big       a 64 MiB body in 1 MiB chunks (for clients that never read)
+    /whole     a 24 MiB body with its Content-Length, returned whole (a list)
     /count     the number of HTTP_* keys in the environ
     other      200 with the path as the body
 
@@ -18,6 +19,7 @@ from hostile_lint import linted
 
 CHUNK = b"s" * 65536
 MIB = b"b" * (1 << 20)
+WHOLE = bytes(range(256)) * (24 << 12)
 
 
 class Noted:
@@ -60,6 +62,9 @@ def _route(environ, start_response):  # type: ignore[no-untyped-def]
         # went away a mismatch
         start_response("200 OK", text)
         return Noted(environ, lambda: (MIB for _ in range(64)))
+    if path == "/whole":
+        start_response("200 OK", [*text, ("Content-Length", str(len(WHOLE)))])
+        return [WHOLE]
     if path == "/count":
         body = str(sum(1 for k in environ if k.startswith("HTTP_"))).encode()
     else:

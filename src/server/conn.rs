@@ -648,6 +648,7 @@ fn exchange(
     };
 
     ctx.enter_app(shared, &line);
+    let mut marked = None;
     let outcome = app::run(
         py,
         shared.app.bind(py),
@@ -655,6 +656,7 @@ fn exchange(
         sr.bind(py),
         &shared.loggers,
         &line,
+        &mut || ctx.progressed(shared, &line, &mut marked),
     );
     ctx.leave_app(shared);
     metered_end(outcome.status);

@@ -209,7 +209,28 @@ impl ThreadCtx {
     pub fn leave_app(&mut self, shared: &Shared) {
         shared.mark_in_app(self.index, self.seq, false);
     }
+
+    /// Notes that the exchange for `line` made progress (a block of its body went out):
+    /// at most every [`PROGRESS_MARK`] since `*marked` (none: the first call only starts
+    /// counting), it counts as a new exchange, so a long download or stream that keeps
+    /// going is not reported by the heartbeat as one request stuck past `worker_timeout`.
+    pub fn progressed(&mut self, shared: &Shared, line: &str, marked: &mut Option<Tick>) {
+        let now = Tick::now();
+        match marked {
+            Some(m) if now < *m + PROGRESS_MARK => {}
+            Some(m) => {
+                self.enter_app(shared, line);
+                *m = now;
+            }
+            None => *marked = Some(now),
+        }
+    }
 }
+
+/// How often an exchange that keeps making progress counts as a new one (see
+/// [`ThreadCtx::progressed`]): well under any sensible `worker_timeout` (the heartbeat
+/// beats every 250 ms).
+pub const PROGRESS_MARK: Duration = Duration::from_millis(100);
 
 impl Shared {
     pub fn new(

@@ -32,6 +32,7 @@ use crate::http::forwarded;
 use crate::http::head::{Framing, Head as RequestHead};
 use crate::net::socket::{self, Interest};
 use crate::server::access::format::Record;
+use crate::server::clock::Tick;
 use crate::server::conn::Conn;
 use crate::server::metrics;
 use crate::server::pool::{Shared, ThreadCtx};
@@ -219,10 +220,6 @@ pub fn respond(
     }
 }
 
-/// How often a file body that keeps going out counts as a new exchange (see [`exchange`]).
-/// Well under any sensible `worker_timeout` (the heartbeat beats every 250 ms).
-const PROGRESS_MARK: Duration = Duration::from_millis(100);
-
 /// What the connection loop does after a static response.
 #[derive(Debug, PartialEq, Eq)]
 pub enum After {
@@ -308,20 +305,15 @@ fn exchange(
 
     // Seen by the watcher like an app call: a thread waiting for a slow reader or the disk
     // hands the loop to another thread. A long download that keeps making progress is
-    // re-entered (a new exchange number) every [`PROGRESS_MARK`], so the heartbeat does not
+    // re-entered (a new exchange number) every `PROGRESS_MARK`, so the heartbeat does not
     // report it as one request stuck past `worker_timeout`; a stalled one ends at
     // `io_timeout`.
     ctx.enter_app(shared, &line);
     let outcome = py.detach(|| {
         let mut block =
             |fd: RawFd, deadline: Instant| socket::wait(fd, Interest::Write, Some(deadline));
-        let mut marked = Instant::now();
-        let mut progress = || {
-            if marked.elapsed() >= PROGRESS_MARK {
-                ctx.enter_app(shared, &line);
-                marked = Instant::now();
-            }
-        };
+        let mut marked = Some(Tick::now());
+        let mut progress = || ctx.progressed(shared, &line, &mut marked);
         respond(
             mount,
             cache_control,

@@ -86,6 +86,7 @@ fn send_iterable(
     py: Python<'_>,
     sr: &StartResponse,
     iterable: &Bound<'_, PyAny>,
+    progress: &mut dyn FnMut(),
 ) -> Result<(), Failure> {
     if let Ok(list) = iterable.cast::<PyList>() {
         if list.len() == 1 {
@@ -126,6 +127,7 @@ fn send_iterable(
         let mut block = blocking_wait(py);
         out.send(&[bytes.as_bytes()], false, &mut block)
             .map_err(from_send)?;
+        progress();
     }
     let mut out = sr.output().map_err(Failure::App)?;
     let mut block = blocking_wait(py);
@@ -175,7 +177,8 @@ fn send_error(py: Python<'_>, sr: &StartResponse, refusal: Option<HttpError>) {
     let _ = out.send(&[&body], true, &mut block);
 }
 
-/// Calls `app(environ, start_response)` and sends the response.
+/// Calls `app(environ, start_response)` and sends the response. `progress` is called
+/// after each block of a body the app produces piece by piece.
 pub fn run(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
@@ -183,13 +186,14 @@ pub fn run(
     sr: &Bound<'_, StartResponse>,
     loggers: &Loggers,
     request: &str,
+    progress: &mut dyn FnMut(),
 ) -> Outcome {
     let srr = sr.get();
     let result = app.call1((environ, sr));
     let failure = match &result {
         Err(e) => Some(Failure::App(e.clone_ref(py))),
         Ok(iterable) => {
-            let sent = send_iterable(py, srr, iterable);
+            let sent = send_iterable(py, srr, iterable, progress);
             call_close(py, iterable, loggers, request);
             sent.err()
         }

@@ -14,6 +14,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 
 import pytest
 import trustme
@@ -54,8 +55,10 @@ def https(srv, ctx, method="GET", path="/", body=None, host="localhost"):
     return conn, resp, resp.read()
 
 
-def start_tls(start_server, files, *args):
-    return start_server("--certfile", str(files["cert"]), "--keyfile", str(files["key"]), *args)
+def start_tls(start_server, files, *args, **kwargs):
+    return start_server(
+        "--certfile", str(files["cert"]), "--keyfile", str(files["key"]), *args, **kwargs
+    )
 
 
 def test_https_with_python_ssl(start_server, pki):
@@ -191,6 +194,76 @@ def test_plain_http_and_silent_clients_do_not_hurt(start_server, pki):
         assert s.recv(1) == b""
     _, resp, _ = https(srv, context(files["ca"]))
     assert resp.status == 200
+
+
+def test_max_connections_holds_tls_clients_in_the_backlog(start_server, pki):
+    """--max-connections bounds TLS connections as it bounds plain ones: with 2 open, a
+    third is not accepted (its handshake waits in the listen backlog) until one closes."""
+    _, files = pki
+    srv = start_tls(start_server, files, "--max-connections", "2", "--keep-alive", "30", APP)
+    ctx = context(files["ca"])
+    held = []
+    for _ in range(2):
+        conn, resp, _ = https(srv, ctx)
+        assert resp.status == 200
+        held.append(conn)
+    raw = socket.create_connection((srv.host, srv.port), timeout=5)
+    try:
+        raw.settimeout(0.8)
+        tls = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+        with pytest.raises(TimeoutError):
+            tls.do_handshake()  # no ServerHello: the server has not accepted it
+        srv.wait_for_log(r"2 TLS connections open \(max_connections\)")
+        held.pop().close()
+        tls.settimeout(5)
+        tls.do_handshake()
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := tls.recv(65536):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 ")
+    finally:
+        raw.close()
+        for conn in held:
+            conn.close()
+
+
+def test_default_tls_connection_limit_follows_the_open_files_limit(start_server, pki):
+    """Under `ulimit -n 128` a TLS connection holds three descriptors, so the default limit
+    is a third of the plain one: (128 - 32) / 3 = 32. 40 clients do not exhaust the file
+    table; the last 8 wait in the backlog and are served once others leave."""
+    _, files = pki
+    command = ["prlimit", "--nofile=128:128", "--", sys.executable, "-m", "ferrule"]
+    srv = start_tls(start_server, files, "--keep-alive", "30", APP, command=command)
+    ctx = context(files["ca"])
+    held = []
+    waiting = []
+    try:
+        for _ in range(32):
+            conn, resp, _ = https(srv, ctx)
+            assert resp.status == 200
+            held.append(conn)
+        for _ in range(8):
+            raw = socket.create_connection((srv.host, srv.port), timeout=5)
+            tls = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+            tls.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                tls.do_handshake()
+            waiting.append(tls)
+        for conn in held[:8]:
+            conn.close()
+        for tls in waiting:
+            tls.settimeout(5)
+            tls.do_handshake()
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert tls.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for conn in held:
+            conn.close()
+        for tls in waiting:
+            tls.close()
+    assert "Too many open files" not in srv.log
+    assert "32 TLS connections open (max_connections)" in srv.log
 
 
 def test_graceful_stop_finishes_tls_requests(start_server, pki):

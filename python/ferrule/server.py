@@ -106,7 +106,10 @@ def serve_layer(
 def core_config(resolved: settings.Settings) -> dict[str, Any]:
     """The ``config`` dict ``_ferrule.Server`` reads: every ``core`` setting, plus extras."""
     conf: dict[str, Any] = {s.name: resolved[s.name] for s in settings.SETTINGS if s.core}
-    conf["max_connections"] = connection_limit(resolved.max_connections)
+    # With TLS a connection holds three descriptors: the client's socket and a socket pair
+    # between the TLS terminator and the core.
+    per_connection = 3 if resolved.certfile else 1
+    conf["max_connections"] = connection_limit(resolved.max_connections, per_connection)
     conf["access_logfile"] = resolved.access_logfile or ("-" if resolved.access_log else None)
     conf["access_log_python"] = logs.access_has_user_handler()
     conf["multiprocess"] = False
@@ -188,15 +191,16 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def connection_limit(setting: int) -> int:
+def connection_limit(setting: int, per_connection: int = 1) -> int:
     """``max_connections`` as the core gets it: ``0`` becomes the open-files limit less a
-    reserve of a tenth (at least 32) for the application's own files and sockets."""
+    reserve of a tenth (at least 32) for the application's own files and sockets, divided
+    by the descriptors each connection holds."""
     if setting > 0:
         return setting
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
-    return max(1, soft - max(32, soft // 10))
+    return max(1, (soft - max(32, soft // 10)) // per_connection)
 
 
 @contextlib.contextmanager

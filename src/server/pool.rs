@@ -42,7 +42,7 @@ const HUP_BIT: u64 = 1 << 62;
 const NO_LEADER: usize = usize::MAX;
 const ACCEPT_BATCH: usize = 64;
 /// How often the "connection limit reached" warning may repeat.
-const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// How often a stopping server looks at the connections it still has.
 const STOP_TICK: Duration = Duration::from_millis(20);

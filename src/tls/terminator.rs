@@ -11,7 +11,7 @@ use super::session::{Session, Status};
 use crate::net::listener::Peer;
 use crate::net::poller::{Event, Poller, WAKE_TOKEN};
 use crate::net::socket::{self, Socket};
-use crate::server::pool::Shared;
+use crate::server::pool::{Shared, FULL_WARNING_EVERY};
 
 const LISTENER_BIT: u64 = 1 << 63;
 /// How often deadlines are checked (and how long a stop waits between checks).
@@ -23,6 +23,10 @@ struct Terminator {
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
     listeners_closed: bool,
+    /// Accepting stopped at `max_connections`; a session's end resumes it.
+    paused: bool,
+    /// When the limit was last logged.
+    last_full_warning: Option<Instant>,
 }
 
 /// Runs the terminator until a stop has finished its sessions.
@@ -46,6 +50,8 @@ pub fn run(shared: Arc<Shared>) {
         sessions: Vec::new(),
         free: Vec::new(),
         listeners_closed: false,
+        paused: false,
+        last_full_warning: None,
     };
     t.run();
 }
@@ -57,8 +63,7 @@ impl Terminator {
         loop {
             if self.shared.is_stopping() {
                 self.close_listeners();
-                let live = self.sessions.len() - self.free.len();
-                if live == 0 || self.shared.stop_expired() {
+                if self.live() == 0 || self.shared.stop_expired() {
                     return;
                 }
             }
@@ -78,7 +83,44 @@ impl Terminator {
                 next_sweep = now + TICK;
                 self.sweep(now);
             }
+            if self.paused && self.live() < self.shared.cfg.max_connections {
+                // Sessions ended: take the clients that waited in the listen backlog
+                // (their edge came and went while accepting was paused).
+                self.paused = false;
+                for index in 0..self.shared.listeners.len() {
+                    self.accept(index);
+                }
+            }
         }
+    }
+
+    fn live(&self) -> usize {
+        self.sessions.len() - self.free.len()
+    }
+
+    /// Backpressure, as the core applies it to plain connections: at `max_connections`
+    /// sessions, stop accepting (new clients wait in the listen backlog) until one ends.
+    fn at_connection_limit(&mut self) -> bool {
+        let max = self.shared.cfg.max_connections;
+        if self.live() < max {
+            return false;
+        }
+        self.paused = true;
+        let now = Instant::now();
+        if self
+            .last_full_warning
+            .is_none_or(|t| now.duration_since(t) >= FULL_WARNING_EVERY)
+        {
+            self.last_full_warning = Some(now);
+            self.shared.log_unattached(
+                "warning",
+                &format!(
+                    "{max} TLS connections open (max_connections): new connections wait in \
+                     the listen backlog"
+                ),
+            );
+        }
+        true
     }
 
     fn accept(&mut self, index: usize) {
@@ -90,6 +132,9 @@ impl Terminator {
             return;
         };
         loop {
+            if self.at_connection_limit() {
+                return;
+            }
             let (tcp, peer) = match listener.accept() {
                 Ok(v) => v,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,

@@ -250,11 +250,15 @@ fn discard(conn: &mut Conn) -> Next {
 /// Writes the response held for this connection (src/server/deferred.rs); what to do
 /// with the connection if it could not all go out.
 fn write_held(shared: &Shared, conn: &mut Conn) -> Option<Next> {
+    let before = conn.out_pos;
     match conn.write_out() {
         Ok(true) => None,
         Ok(false) => {
-            // A client that stops reading is closed after `io_timeout` without progress.
-            conn.deadline = Some(Tick::now() + shared.cfg.io_timeout);
+            // A client that stops reading is closed after `io_timeout` without progress
+            // (bytes it sends meanwhile do not count).
+            if conn.out_pos != before || conn.deadline.is_none() {
+                conn.deadline = Some(Tick::now() + shared.cfg.io_timeout);
+            }
             Some(Next::Park)
         }
         Err(_) => Some(Next::Close),
@@ -681,9 +685,6 @@ fn exchange(
         conn.buf = buf;
         conn.pos = pos;
     }
-    // A complete response the writer held: the loop's next flush writes it when other
-    // ready work comes first; else (nothing queued, the connection closes now, or this
-    // thread stopped leading and goes idle next) it is written now.
     // A complete response the writer held, or the end of one the socket did not take
     // (parked). A held one waits for the loop's next flush when other ready work comes
     // first; else (nothing queued, the connection closes now, or this thread stopped

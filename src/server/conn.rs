@@ -65,7 +65,7 @@ pub struct Conn {
     pub out: Vec<u8>,
     out_pos: usize,
     /// `out`'s share of the parked-bytes budget.
-    pub parked: Parked,
+    parked: Parked,
     /// How the connection ends once `out` went out (a response that closes it, parked).
     after_out: Option<Ending>,
     /// Closing: our side is shut down and what the client still sends is discarded

@@ -16,6 +16,7 @@ import random
 import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def tree(tmp_path_factory):
     return base, make_tree(base)
 
 
-def start(base: Path, *extra: str) -> ServerProcess:
+def start(base: Path, *extra: str, command: list[str] | None = None) -> ServerProcess:
     srv = ServerProcess(
         [
             "--bind",
@@ -102,6 +103,7 @@ def start(base: Path, *extra: str) -> ServerProcess:
         ],
         base,
         ferrule_env(),
+        command=command,
     )
     return srv.wait_ready()
 
@@ -475,6 +477,119 @@ def test_slow_reader_waits_without_spinning_or_blocking_others(srv, facts):
         assert head.startswith(b"HTTP/1.1 200 ") and body == HELLO
     finally:
         sock.close()
+
+
+def test_stalled_downloads_hold_no_thread(tree, facts):
+    """With a single thread, three clients that stop reading a 50 MiB download do not hold
+    it: the end of each file waits in its connection, and other static and app requests are
+    answered meanwhile. Then each slow client gets every byte, and its connection carries
+    the next request."""
+    base, _ = tree
+    srv = start(base, "--threads", "1")
+    slow = []
+    try:
+        for _ in range(3):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.settimeout(TIMEOUT)
+            sock.connect((srv.host, srv.port))
+            sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = read_head(sock)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            slow.append((sock, body))
+        for i in range(5):
+            t0 = time.monotonic()
+            r = get(srv, "/static/hello.txt")
+            assert r.status_code == 200 and r.content == HELLO
+            r = get(srv, f"/other{i}")
+            assert r.status_code == 200 and r.text.startswith(f"app /other{i} ")
+            assert time.monotonic() - t0 < 2.0
+        for sock, body in slow:
+            digest, got = hashlib.sha256(body), len(body)
+            while got < BIG_SIZE:
+                chunk = sock.recv(min(1 << 20, BIG_SIZE - got))
+                assert chunk, f"connection closed after {got} bytes"
+                digest.update(chunk)
+                got += len(chunk)
+            assert digest.hexdigest() == facts["big_sha256"]
+            sock.sendall(b"GET /static/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = read_head(sock)
+            while len(body) < len(HELLO):
+                body += sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200 ") and body == HELLO
+    finally:
+        for sock, _ in slow:
+            sock.close()
+        srv.stop()
+
+
+def test_a_parked_download_that_progresses_outlives_io_timeout(tree, facts):
+    """`--io-timeout` bounds a wait without progress, not a whole download: a reader paced
+    to take about 4 s over the parked end of a file gets all of it under `--io-timeout 1`."""
+    base, _ = tree
+    srv = start(base, "--threads", "1", "--io-timeout", "1")
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(TIMEOUT)
+        sock.connect((srv.host, srv.port))
+        sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        digest, got = hashlib.sha256(body), len(body)
+        t0 = time.monotonic()
+        while got < BIG_SIZE:
+            chunk = sock.recv(min(256 << 10, BIG_SIZE - got))
+            assert chunk, f"connection closed after {got} bytes"
+            digest.update(chunk)
+            got += len(chunk)
+            # Pace the reader to about 12 MiB/s.
+            ahead = got / (12 << 20) - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+        assert time.monotonic() - t0 > 3
+        assert digest.hexdigest() == facts["big_sha256"]
+        sock.close()
+    finally:
+        srv.stop()
+
+
+def test_stalled_downloads_count_their_files_against_the_open_files_limit(tree):
+    """A connection with the end of a file parked holds two descriptors, so under
+    `ulimit -n 128` the default connection limit with static mounts is (128 - 32) / 2 = 48:
+    60 stalled downloads never exhaust the file table. The 12 past the limit wait in the
+    backlog and are answered once others leave."""
+    base, _ = tree
+    command = ["prlimit", "--nofile=128:128", "--", sys.executable, "-m", "ferrule"]
+    srv = start(base, "--threads", "1", "--keep-alive", "30", command=command)
+    socks = []
+    try:
+        for _ in range(60):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.settimeout(TIMEOUT)
+            sock.connect((srv.host, srv.port))
+            sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(sock)
+        for sock in socks[:48]:
+            head, _ = read_head(sock)
+            assert head.startswith(b"HTTP/1.1 200 ")
+        for sock in socks[48:]:
+            sock.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)
+            sock.settimeout(TIMEOUT)
+        for sock in socks[:12]:
+            sock.close()
+        for sock in socks[48:]:
+            head, _ = read_head(sock)
+            assert head.startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in socks:
+            sock.close()
+        srv.stop()
+    assert "Too many open files" not in srv.log
+    assert "48 connections open (max_connections)" in srv.log
 
 
 def test_a_reader_that_stops_is_dropped_after_io_timeout(tree):

@@ -107,8 +107,9 @@ def core_config(resolved: settings.Settings) -> dict[str, Any]:
     """The ``config`` dict ``_ferrule.Server`` reads: every ``core`` setting, plus extras."""
     conf: dict[str, Any] = {s.name: resolved[s.name] for s in settings.SETTINGS if s.core}
     # With TLS a connection holds three descriptors: the client's socket and a socket pair
-    # between the TLS terminator and the core.
-    per_connection = 3 if resolved.certfile else 1
+    # between the TLS terminator and the core. With static mounts, one more: the file whose
+    # end waits in the connection for a slow reader.
+    per_connection = (3 if resolved.certfile else 1) + (1 if resolved.static else 0)
     conf["max_connections"] = connection_limit(resolved.max_connections, per_connection)
     conf["access_logfile"] = resolved.access_logfile or ("-" if resolved.access_log else None)
     conf["access_log_python"] = logs.access_has_user_handler()

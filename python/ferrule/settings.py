@@ -524,8 +524,10 @@ SETTINGS: tuple[Setting, ...] = (
         "listen queue (`backlog`) until an open one closes, instead of failing on a full file "
         "table. `0` derives it from the open-files limit (`ulimit -n`, which ferrule raises "
         "to its hard limit at start), keeping a tenth (at least 32) for the application's own "
-        "files and sockets; with TLS, a third of that (each connection holds three "
-        "descriptors). The limit holds for TLS connections too: their handshakes wait.",
+        "files and sockets, divided by the descriptors a connection may hold: one, three "
+        "with TLS (the socket and a pair to the TLS terminator), and one more with `static` "
+        "mounts (the file whose end waits for a slow reader). The limit holds for TLS "
+        "connections too: their handshakes wait.",
         flags=("--max-connections",),
         metavar="N",
         core=True,

@@ -19,7 +19,7 @@ use crate::http::error::HttpError;
 use crate::http::head::{self, Framing, Head};
 use crate::http::{forwarded, proxy};
 use crate::net::socket::{self, Socket};
-use crate::static_files::{self, After};
+use crate::static_files::{self, send::Tail};
 use crate::wsgi::app;
 use crate::wsgi::input::{blocking_wait as read_wait, BodyReader, InputStream};
 use crate::wsgi::output::{Declared, Output, Parked};
@@ -66,6 +66,9 @@ pub struct Conn {
     out_pos: usize,
     /// `out`'s share of the parked-bytes budget.
     parked: Parked,
+    /// The end of a static file the socket did not take, sent after `out` (with
+    /// sendfile, as the socket drains).
+    out_file: Option<Tail>,
     /// How the connection ends once `out` went out (a response that closes it, parked).
     after_out: Option<Ending>,
     /// Closing: our side is shut down and what the client still sends is discarded
@@ -108,6 +111,7 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             parked: Parked::default(),
+            out_file: None,
             after_out: None,
             lingering: None,
         }
@@ -175,19 +179,35 @@ impl Conn {
         if self.out.capacity() > IDLE_BUF_MAX {
             self.out = Vec::new();
         }
+        if let Some(tail) = &mut self.out_file {
+            match tail.resume(self.sock.fd()) {
+                Ok(true) => self.out_file = None,
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    self.out_file = None;
+                    return Err(e);
+                }
+            }
+        }
         Ok(true)
     }
 
-    /// Forgets what waited in `out` (its connection failed).
+    /// Forgets what waited in `out` and `out_file` (its connection failed).
     fn drop_out(&mut self) {
         self.out = Vec::new();
         self.out_pos = 0;
         self.parked = Parked::default();
+        self.out_file = None;
     }
 
     /// Whether response bytes wait for the socket to take them.
     pub fn has_output(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || self.out_file.is_some()
+    }
+
+    /// How many response bytes wait for the socket.
+    fn unsent(&self) -> u64 {
+        (self.out.len() - self.out_pos) as u64 + self.out_file.as_ref().map_or(0, Tail::left)
     }
 
     /// Gives back a large buffer an idle connection no longer needs (one grown by a
@@ -250,13 +270,13 @@ fn discard(conn: &mut Conn) -> Next {
 /// Writes the response held for this connection (src/server/deferred.rs); what to do
 /// with the connection if it could not all go out.
 fn write_held(shared: &Shared, conn: &mut Conn) -> Option<Next> {
-    let before = conn.out_pos;
+    let before = conn.unsent();
     match conn.write_out() {
         Ok(true) => None,
         Ok(false) => {
             // A client that stops reading is closed after `io_timeout` without progress
             // (bytes it sends meanwhile do not count).
-            if conn.out_pos != before || conn.deadline.is_none() {
+            if conn.unsent() != before || conn.deadline.is_none() {
                 conn.deadline = Some(Tick::now() + shared.cfg.io_timeout);
             }
             Some(Next::Park)
@@ -343,10 +363,10 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                 conn.pos += a.consumed;
                 conn.requests += 1;
                 conn.deadline = None;
-                match a.after {
-                    After::KeepAlive if !shared.is_stopping() => continue,
-                    After::Linger => return linger(conn),
-                    _ => return Next::Close,
+                conn.out_file = a.tail;
+                match after_response(shared, conn, a.after) {
+                    Some(next) => return next,
+                    None => continue,
                 }
             }
             match prepared {
@@ -354,17 +374,9 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                     let ending = exchange(py, shared, ctx, conn, p);
                     conn.requests += 1;
                     conn.deadline = None;
-                    let more = matches!(ending, Ending::KeepAlive) && !shared.is_stopping();
-                    if conn.has_output() && !more {
-                        // The parked end of the response goes out before the close.
-                        conn.after_out = Some(ending);
-                        conn.deadline = Some(Tick::now() + shared.cfg.io_timeout);
-                        return Next::Park;
-                    }
-                    match ending {
-                        Ending::KeepAlive if !shared.is_stopping() => continue,
-                        Ending::Linger => return linger(conn),
-                        _ => return Next::Close,
+                    match after_response(shared, conn, ending) {
+                        Some(next) => return next,
+                        None => continue,
                     }
                 }
                 Some(None) => return Next::Close,
@@ -383,6 +395,22 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
             }
             Err(_) => return Next::Close,
         }
+    }
+}
+
+/// What follows a response on its connection: `None` to go on to the next request.
+fn after_response(shared: &Shared, conn: &mut Conn, ending: Ending) -> Option<Next> {
+    let more = ending == Ending::KeepAlive && !shared.is_stopping();
+    if conn.has_output() && !more {
+        // The parked end of the response goes out before the close.
+        conn.after_out = Some(ending);
+        conn.deadline = Some(Tick::now() + shared.cfg.io_timeout);
+        return Some(Next::Park);
+    }
+    match ending {
+        Ending::KeepAlive if more => None,
+        Ending::Linger => Some(linger(conn)),
+        _ => Some(Next::Close),
     }
 }
 
@@ -562,8 +590,9 @@ fn prepare<'py>(
     })
 }
 
-/// How an exchange left the connection.
-enum Ending {
+/// How an exchange (the app's or a static file's) left the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
     KeepAlive,
     Close,
     /// Close, but the client may still be sending: see [`linger`].

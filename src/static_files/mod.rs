@@ -33,7 +33,7 @@ use crate::http::head::{Framing, Head as RequestHead};
 use crate::net::socket::{self, Interest};
 use crate::server::access::format::Record;
 use crate::server::clock::Tick;
-use crate::server::conn::Conn;
+use crate::server::conn::{Conn, Ending};
 use crate::server::metrics;
 use crate::server::pool::{Shared, ThreadCtx};
 use conditional::{Decision, Validators};
@@ -62,6 +62,8 @@ pub struct Outcome {
     pub lines: Vec<u8>,
     /// The connection can carry another request.
     pub keep_alive: bool,
+    /// The end of the file, parked for the connection to send (see [`send`]).
+    pub tail: Option<send::Tail>,
 }
 
 /// What follows a head.
@@ -188,8 +190,10 @@ fn plan(mount: &Mount, cache_control: Option<&[u8]>, req: &Request<'_>) -> (Head
     }
 }
 
-/// Answers one static request on `fd`, waiting for a slow client through `block`;
-/// `progress` is called as parts of a file body go out.
+/// Answers one static request on `fd`, waiting for a slow client through `block` unless
+/// `park` lets the end of the file come back as [`Outcome::tail`]; `progress` is called as
+/// parts of a file body go out.
+#[allow(clippy::too_many_arguments)]
 pub fn respond(
     mount: &Mount,
     cache_control: Option<&[u8]>,
@@ -198,42 +202,37 @@ pub fn respond(
     timeout: Duration,
     block: &mut Block<'_>,
     progress: &mut Progress<'_>,
+    park: bool,
 ) -> Outcome {
     let (head, payload) = plan(mount, cache_control, req);
     let encoded = head.encode(req.http11, req.keep_alive);
-    let body = match &payload {
+    let body = match payload {
         _ if req.method == "HEAD" => Body::None,
         Payload::Empty => Body::None,
-        Payload::Text(t) => Body::Bytes(t.as_bytes()),
-        Payload::File { file, offset, len } => Body::File {
-            file,
-            offset: *offset,
-            len: *len,
-        },
+        Payload::Text(ref t) => Body::Bytes(t.as_bytes()),
+        Payload::File { file, offset, len } => Body::File { file, offset, len },
     };
-    let Sent { bytes, complete } = send::send(fd, &encoded, body, timeout, block, progress);
+    let Sent {
+        bytes,
+        complete,
+        tail,
+    } = send::send(fd, &encoded, body, timeout, block, progress, park);
     Outcome {
         status: head.code,
         bytes,
         lines: head.lines,
         keep_alive: req.keep_alive && complete,
+        tail,
     }
 }
 
-/// What the connection loop does after a static response.
-#[derive(Debug, PartialEq, Eq)]
-pub enum After {
-    KeepAlive,
-    Close,
-    /// Close, but the client may still be sending (an unread body, a pipelined request).
-    Linger,
-}
-
-/// A request answered here: the bytes of the buffer it used, and what comes next.
+/// A request answered here: the bytes of the buffer it used, what comes next, and the end
+/// of the file if the socket did not take it all (the connection sends it as it drains).
 #[derive(Debug)]
 pub struct Answered {
     pub consumed: usize,
-    pub after: After,
+    pub after: Ending,
+    pub tail: Option<send::Tail>,
 }
 
 /// The connection loop's hook, called with every parsed request (its body, when small, is
@@ -264,7 +263,11 @@ fn request_line(h: &RequestHead<'_, '_>, buf: &mut String) {
 }
 
 /// One static exchange: the response written with the GIL released (file system calls,
-/// sendfile, waiting for a slow client), then the metrics and the access-log line.
+/// sendfile, waiting until a slow client has taken part of the file), then the metrics and
+/// the access-log line. The end of a file the socket does not take is parked in the
+/// connection ([`Answered::tail`]); the log line then counts its bytes as sent, and its
+/// time ends where the thread let go, as for a response the app returned whole
+/// (src/wsgi/output.rs).
 #[inline(never)]
 fn exchange(
     py: Python<'_>,
@@ -322,6 +325,7 @@ fn exchange(
             timeout,
             &mut block,
             &mut progress,
+            true,
         )
     });
     ctx.leave_app(shared);
@@ -363,13 +367,17 @@ fn exchange(
     }
     ctx.line = line;
     let after = if outcome.keep_alive {
-        After::KeepAlive
+        Ending::KeepAlive
     } else if wanted || body_unread {
-        After::Linger
+        Ending::Linger
     } else {
-        After::Close
+        Ending::Close
     };
-    Answered { consumed, after }
+    Answered {
+        consumed,
+        after,
+        tail: outcome.tail,
+    }
 }
 
 #[cfg(test)]
@@ -435,6 +443,7 @@ mod tests {
             Duration::from_secs(5),
             &mut block,
             &mut || {},
+            false,
         );
         drop(ours);
         let mut raw = String::new();

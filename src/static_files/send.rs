@@ -1,10 +1,12 @@
 //! Writing a static response: the head, then the body from the file with sendfile(2).
 //!
 //! The head goes out with `MSG_MORE`, so it leaves in the same TCP segment as the start of
-//! the file. When the socket buffer is full, the writer waits for writability through
-//! `block` (bounded by `io_timeout`, measured from the last progress), exactly as
-//! `wsgi.file_wrapper` bodies do in `src/wsgi/output.rs`: a slow reader costs a waiting
-//! thread, never a spinning one.
+//! the file. When the socket buffer fills after part of the file went out, the rest is a
+//! [`Tail`] that the caller parks in its connection: the loop sends it as the socket drains,
+//! and no thread waits for a slow reader. Before that (the socket full from the start, or a
+//! caller that cannot park) the writer waits for writability through `block`, bounded by
+//! `io_timeout` measured from the last progress, as `wsgi.file_wrapper` bodies do in
+//! `src/wsgi/output.rs`: a waiting thread, never a spinning one.
 
 use std::fs::File;
 use std::io;
@@ -27,17 +29,56 @@ pub enum Body<'a> {
     Bytes(&'a [u8]),
     /// `len` bytes of `file` from `offset`.
     File {
-        file: &'a File,
+        file: File,
         offset: u64,
         len: u64,
     },
 }
 
 /// How much of the body reached the socket, and whether the whole response did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Sent {
+    /// Body bytes sent, counting a parked tail's (they go out after the call).
     pub bytes: u64,
     pub complete: bool,
+    /// The end of the file, for the connection to send as its socket drains.
+    pub tail: Option<Tail>,
+}
+
+/// The rest of a file body that the socket did not take: `left` bytes from `offset`.
+#[derive(Debug)]
+pub struct Tail {
+    file: File,
+    offset: u64,
+    left: u64,
+}
+
+impl Tail {
+    /// Bytes still to send.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
+    /// Sends what the socket takes without waiting: `Ok(true)` once the whole tail is
+    /// out, `Ok(false)` when the socket is full (the rest goes at its next writable event).
+    /// A file that turned out shorter than promised is an error: the response cannot end
+    /// where its Content-Length said.
+    pub fn resume(&mut self, fd: RawFd) -> io::Result<bool> {
+        while self.left > 0 {
+            let mut off = self.offset as i64;
+            let want = self.left.min(1 << 30) as usize;
+            match socket::sendfile(fd, self.file.as_raw_fd(), &mut off, want) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    self.offset += n as u64;
+                    self.left -= n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// Writes `head` with `MSG_MORE` (more follows at once); what the socket did not take is
@@ -71,17 +112,20 @@ fn send_head_more(
     }
 }
 
-/// Sends `len` bytes of `file` from `offset`; returns the bytes sent. Stops early (without
-/// an error) if the file turns out shorter than `len`.
+/// Sends `len` bytes of `file` from `offset`; returns the bytes sent, and the unsent end as
+/// a [`Tail`] if the socket filled after sendfile had sent part of it and `park` allows.
+/// Stops early, with an error, if the file turns out shorter than `len`.
+#[allow(clippy::too_many_arguments)]
 fn send_file(
     fd: RawFd,
-    file: &File,
+    file: File,
     offset: u64,
     len: u64,
     timeout: Duration,
     block: &mut Block<'_>,
     progress: &mut Progress<'_>,
-) -> (u64, io::Result<()>) {
+    park: bool,
+) -> (u64, io::Result<Option<Tail>>) {
     let mut sent = 0u64;
     let mut off = offset as i64;
     let mut deadline: Option<Instant> = None;
@@ -94,6 +138,16 @@ fn send_file(
                 deadline = None;
                 progress();
             }
+            // Parked only once sendfile has worked for this file: the tail goes out with
+            // sendfile alone.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && park && sent > 0 => {
+                let tail = Tail {
+                    file,
+                    offset: offset + sent,
+                    left: len - sent,
+                };
+                return (sent, Ok(Some(tail)));
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let d = *deadline.get_or_insert_with(|| Instant::now() + timeout);
                 if let Err(e) = block(fd, d) {
@@ -104,12 +158,13 @@ fn send_file(
                 if sent == 0 && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) =>
             {
                 // A file system without sendfile support: copy through a buffer.
-                return copy_file(fd, file, offset, len, timeout, block, progress);
+                let (sent, r) = copy_file(fd, &file, offset, len, timeout, block, progress);
+                return (sent, r.map(|()| None));
             }
             Err(e) => return (sent, Err(e)),
         }
     }
-    (sent, Ok(()))
+    (sent, Ok(None))
 }
 
 /// The fallback for files sendfile cannot read: `pread` and write, 64 KiB at a time.
@@ -141,9 +196,10 @@ fn copy_file(
     (sent, Ok(()))
 }
 
-/// Writes the head and the body. `complete` is false when the client went away or stopped
-/// reading, or the file shrank: the connection must then close, since the response cannot
-/// end where its Content-Length said.
+/// Writes the head and the body. With `park`, the end of a file body the socket does not
+/// take comes back as [`Sent::tail`] instead of being waited for. `complete` is false when
+/// the client went away or stopped reading, or the file shrank: the connection must then
+/// close, since the response cannot end where its Content-Length said.
 pub fn send(
     fd: RawFd,
     head: &[u8],
@@ -151,39 +207,37 @@ pub fn send(
     timeout: Duration,
     block: &mut Block<'_>,
     progress: &mut Progress<'_>,
+    park: bool,
 ) -> Sent {
-    let failed = |bytes| Sent {
+    let sent = |bytes, complete| Sent {
         bytes,
-        complete: false,
+        complete,
+        tail: None,
     };
     match body {
         Body::None => match socket::write_all_vectored(fd, &[head], timeout, block) {
-            Ok(()) => Sent {
-                bytes: 0,
-                complete: true,
-            },
-            Err(_) => failed(0),
+            Ok(()) => sent(0, true),
+            Err(_) => sent(0, false),
         },
         Body::Bytes(b) => match socket::write_all_vectored(fd, &[head, b], timeout, block) {
-            Ok(()) => Sent {
-                bytes: b.len() as u64,
-                complete: true,
-            },
-            Err(_) => failed(0),
+            Ok(()) => sent(b.len() as u64, true),
+            Err(_) => sent(0, false),
         },
         Body::File { file, offset, len } => {
             if len == 0 {
-                return send(fd, head, Body::None, timeout, block, progress);
+                return send(fd, head, Body::None, timeout, block, progress, park);
             }
             if send_head_more(fd, head, timeout, block).is_err() {
-                return failed(0);
+                return sent(0, false);
             }
-            match send_file(fd, file, offset, len, timeout, block, progress) {
-                (bytes, Ok(())) => Sent {
-                    bytes,
+            match send_file(fd, file, offset, len, timeout, block, progress, park) {
+                (bytes, Ok(None)) => sent(bytes, true),
+                (bytes, Ok(Some(tail))) => Sent {
+                    bytes: bytes + tail.left,
                     complete: true,
+                    tail: Some(tail),
                 },
-                (bytes, Err(_)) => failed(bytes),
+                (bytes, Err(_)) => sent(bytes, false),
             }
         }
     }
@@ -233,21 +287,17 @@ mod tests {
             ours.as_raw_fd(),
             b"HEAD\r\n\r\n",
             Body::File {
-                file: &file,
+                file,
                 offset: 100,
                 len: 2_000_000,
             },
             Duration::from_secs(10),
             &mut wait,
             &mut || parts += 1,
+            false,
         );
-        assert_eq!(
-            sent,
-            Sent {
-                bytes: 2_000_000,
-                complete: true
-            }
-        );
+        assert_eq!((sent.bytes, sent.complete), (2_000_000, true));
+        assert!(sent.tail.is_none());
         assert!(parts > 1, "{parts}");
         drop(ours);
         let got = reader.join().unwrap();
@@ -266,13 +316,14 @@ mod tests {
             ours.as_raw_fd(),
             b"H",
             Body::File {
-                file: &file,
+                file,
                 offset: 0,
                 len: 8 << 20,
             },
             Duration::from_millis(200),
             &mut wait,
             &mut || {},
+            false,
         );
         assert!(!sent.complete);
         assert!(sent.bytes < 8 << 20);
@@ -289,25 +340,73 @@ mod tests {
             ours.as_raw_fd(),
             b"H",
             Body::File {
-                file: &file,
+                file,
                 offset: 0,
                 len: 20,
             },
             Duration::from_secs(1),
             &mut wait,
             &mut || {},
+            false,
         );
-        assert_eq!(
-            sent,
-            Sent {
-                bytes: 10,
-                complete: false
-            }
-        );
+        assert_eq!((sent.bytes, sent.complete), (10, false));
         drop(ours);
         let mut got = Vec::new();
         theirs.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"H0123456789");
+        let _ = std::fs::remove_file(path);
+    }
+    #[test]
+    fn the_end_a_full_socket_refuses_is_parked_and_resumed_exactly() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let (path, file) = temp_file("park", &data);
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let sent = send(
+            ours.as_raw_fd(),
+            b"HEAD\r\n\r\n",
+            Body::File {
+                file,
+                offset: 7,
+                len: 2_500_000,
+            },
+            Duration::from_secs(10),
+            &mut |_, _| panic!("a parked send never waits"),
+            &mut || {},
+            true,
+        );
+        // Nobody reads yet: the socket took part of the file, the rest is the tail.
+        assert!(sent.complete);
+        assert_eq!(sent.bytes, 2_500_000);
+        let mut tail = sent.tail.expect("a tail");
+        assert!(
+            tail.left() > 0 && tail.left() < 2_500_000,
+            "{}",
+            tail.left()
+        );
+        assert!(
+            !tail.resume(ours.as_raw_fd()).unwrap(),
+            "the socket is still full"
+        );
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 65536];
+            while got.len() < 8 + 2_500_000 {
+                match theirs.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            got
+        });
+        while !tail.resume(ours.as_raw_fd()).unwrap() {
+            wait(ours.as_raw_fd(), Instant::now() + Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(tail.left(), 0);
+        let got = reader.join().unwrap();
+        assert_eq!(&got[..8], b"HEAD\r\n\r\n");
+        assert!(got[8..] == data[7..2_500_007]);
         let _ = std::fs::remove_file(path);
     }
 }

@@ -270,6 +270,9 @@ fn discard(conn: &mut Conn) -> Next {
 /// Writes the response held for this connection (src/server/deferred.rs); what to do
 /// with the connection if it could not all go out.
 fn write_held(shared: &Shared, conn: &mut Conn) -> Option<Next> {
+    if !conn.has_output() {
+        return None;
+    }
     let before = conn.unsent();
     match conn.write_out() {
         Ok(true) => None,

@@ -13,6 +13,7 @@ instead of pausing accept): its test is marked xfail(strict) until it lands.
 
 from __future__ import annotations
 
+import random
 import select
 import selectors
 import socket
@@ -250,6 +251,53 @@ def test_a_parked_response_nobody_reads_is_dropped_after_the_io_timeout(start_se
         assert get(s, "/still") == b"/still"
     finally:
         slow.close()
+
+
+def test_stalled_file_wrapper_downloads_hold_no_thread(start_server, tmp_path):
+    """The end of a `wsgi.file_wrapper` file that a client stops reading waits in its
+    connection (through a descriptor of its own), not in an app thread: with a single
+    thread, others are answered meanwhile, and the app's file is closed at once. Each slow
+    client then gets every byte, and its connection carries the next request."""
+    data = random.Random(3).randbytes(1 << 20) * 24
+    name = tmp_path / "download.bin"
+    name.write_bytes(data)
+    s = start_server("--threads", "1", "file_download:app", env={"FERRULE_TEST_FILE": str(name)})
+    slow = []
+    try:
+        for _ in range(3):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.settimeout(10)
+            sock.connect((s.host, s.port))
+            sock.sendall(request("GET", "/file"))
+            readable, _, _ = select.select([sock], [], [], 5)
+            assert readable
+            slow.append(sock)
+        for i in range(5):
+            t0 = time.monotonic()
+            assert get(s, f"/other{i}") == f"/other{i}".encode()
+            assert time.monotonic() - t0 < 2.0
+        wait_for_log_after(s, 0, r"(?:FILE-CLOSED[\s\S]*){3}")
+        for sock in slow:
+            got = bytearray()
+            while b"\r\n\r\n" not in got:
+                piece = sock.recv(65536)
+                assert piece, f"closed after {len(got)} bytes"
+                got += piece
+            head, _, body = bytes(got).partition(b"\r\n\r\n")
+            got = bytearray(body)
+            while len(got) < len(data):
+                piece = sock.recv(1 << 20)
+                assert piece, f"closed after {len(got)} body bytes"
+                got += piece
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert got == data
+            sock.sendall(request("GET", "/after"))
+            reply = sock.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"/after"), reply
+    finally:
+        for sock in slow:
+            sock.close()
 
 
 def test_idle_keep_alive_connections_hold_no_thread(start_server):

@@ -5,6 +5,7 @@
 
 pub mod allow;
 pub mod event;
+pub mod file_tail;
 pub mod listener;
 pub mod poller;
 pub mod socket;

@@ -18,8 +18,9 @@ use crate::http::date;
 use crate::http::error::HttpError;
 use crate::http::head::{self, Framing, Head};
 use crate::http::{forwarded, proxy};
+use crate::net::file_tail::Tail;
 use crate::net::socket::{self, Socket};
-use crate::static_files::{self, send::Tail};
+use crate::static_files;
 use crate::wsgi::app;
 use crate::wsgi::input::{blocking_wait as read_wait, BodyReader, InputStream};
 use crate::wsgi::output::{Declared, Output, Parked};
@@ -722,6 +723,9 @@ fn exchange(
     // first; else (nothing queued, the connection closes now, or this thread stopped
     // leading and goes idle next) it goes out now, as far as the socket takes it. What
     // the socket does not take waits in the connection for its next writable event.
+    // The end of a file the socket did not take goes out at the connection's next
+    // writable events (the socket is full now).
+    conn.out_file = outcome.file_tail;
     if !outcome.held.is_empty() {
         let leading = shared
             .pool

@@ -27,6 +27,7 @@ use super::metrics::Metrics;
 use super::slots::Slots;
 use crate::http::error::HttpError;
 use crate::net::event::EventFd;
+use crate::net::file_tail;
 use crate::net::listener::{Listener, Peer};
 use crate::net::poller::{Event, Poller, WAKE_TOKEN};
 use crate::net::socket::{self, set_nodelay, Socket};
@@ -250,6 +251,17 @@ impl Shared {
         }
         let threads = cfg.threads;
         let max = cfg.max_connections;
+        // A connection holds its socket, a socket pair to the TLS terminator, and with
+        // static mounts the file of a parked static response: `max_connections` counts
+        // them (python/ferrule/server.py). The parked end of an app's file holds a
+        // duplicate: with static mounts, in the place of a static file (one per
+        // connection); without, in half of what the connections leave of `ulimit -n`.
+        let per_connection = 1 + if tls.is_some() { 2 } else { 0 };
+        file_tail::set_duplicate_limit(if cfg.static_files.is_empty() {
+            file_tail::duplicate_room(max, per_connection)
+        } else {
+            max
+        });
         let metrics = match (cfg.metrics, cfg.heartbeat, cfg.metrics_offset) {
             (false, _, _) => None,
             (true, Some((fd, _)), Some(offset)) => Some(Metrics::shared(fd, offset)?),

@@ -30,6 +30,7 @@ pub use mount::{Mount, Mounts};
 
 use crate::http::forwarded;
 use crate::http::head::{Framing, Head as RequestHead};
+use crate::net::file_tail::Tail;
 use crate::net::socket::{self, Interest};
 use crate::server::access::format::Record;
 use crate::server::clock::Tick;
@@ -63,7 +64,7 @@ pub struct Outcome {
     /// The connection can carry another request.
     pub keep_alive: bool,
     /// The end of the file, parked for the connection to send (see [`send`]).
-    pub tail: Option<send::Tail>,
+    pub tail: Option<Tail>,
 }
 
 /// What follows a head.
@@ -232,7 +233,7 @@ pub fn respond(
 pub struct Answered {
     pub consumed: usize,
     pub after: Ending,
-    pub tail: Option<send::Tail>,
+    pub tail: Option<Tail>,
 }
 
 /// The connection loop's hook, called with every parsed request (its body, when small, is

@@ -2,11 +2,11 @@
 //!
 //! The head goes out with `MSG_MORE`, so it leaves in the same TCP segment as the start of
 //! the file. When the socket buffer fills after part of the file went out, the rest is a
-//! [`Tail`] that the caller parks in its connection: the loop sends it as the socket drains,
-//! and no thread waits for a slow reader. Before that (the socket full from the start, or a
-//! caller that cannot park) the writer waits for writability through `block`, bounded by
-//! `io_timeout` measured from the last progress, as `wsgi.file_wrapper` bodies do in
-//! `src/wsgi/output.rs`: a waiting thread, never a spinning one.
+//! [`Tail`] (src/net/file_tail.rs) that the caller parks in its connection: the loop sends
+//! it as the socket drains, and no thread waits for a slow reader. Before that (the socket
+//! full from the start, or a caller that cannot park) the writer waits for writability
+//! through `block`, bounded by `io_timeout` measured from the last progress: a waiting
+//! thread, never a spinning one.
 
 use std::fs::File;
 use std::io;
@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
+use crate::net::file_tail::Tail;
 use crate::net::socket;
 
 /// Waits until `fd` is writable or the deadline passes (`TimedOut`).
@@ -43,42 +44,6 @@ pub struct Sent {
     pub complete: bool,
     /// The end of the file, for the connection to send as its socket drains.
     pub tail: Option<Tail>,
-}
-
-/// The rest of a file body that the socket did not take: `left` bytes from `offset`.
-#[derive(Debug)]
-pub struct Tail {
-    file: File,
-    offset: u64,
-    left: u64,
-}
-
-impl Tail {
-    /// Bytes still to send.
-    pub fn left(&self) -> u64 {
-        self.left
-    }
-
-    /// Sends what the socket takes without waiting: `Ok(true)` once the whole tail is
-    /// out, `Ok(false)` when the socket is full (the rest goes at its next writable event).
-    /// A file that turned out shorter than promised is an error: the response cannot end
-    /// where its Content-Length said.
-    pub fn resume(&mut self, fd: RawFd) -> io::Result<bool> {
-        while self.left > 0 {
-            let mut off = self.offset as i64;
-            let want = self.left.min(1 << 30) as usize;
-            match socket::sendfile(fd, self.file.as_raw_fd(), &mut off, want) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => {
-                    self.offset += n as u64;
-                    self.left -= n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
-    }
 }
 
 /// Writes `head` with `MSG_MORE` (more follows at once); what the socket did not take is
@@ -141,12 +106,7 @@ fn send_file(
             // Parked only once sendfile has worked for this file: the tail goes out with
             // sendfile alone.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && park && sent > 0 => {
-                let tail = Tail {
-                    file,
-                    offset: offset + sent,
-                    left: len - sent,
-                };
-                return (sent, Ok(Some(tail)));
+                return (sent, Ok(Some(Tail::new(file, offset + sent, len - sent))));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let d = *deadline.get_or_insert_with(|| Instant::now() + timeout);
@@ -233,7 +193,7 @@ pub fn send(
             match send_file(fd, file, offset, len, timeout, block, progress, park) {
                 (bytes, Ok(None)) => sent(bytes, true),
                 (bytes, Ok(Some(tail))) => Sent {
-                    bytes: bytes + tail.left,
+                    bytes: bytes + tail.left(),
                     complete: true,
                     tail: Some(tail),
                 },

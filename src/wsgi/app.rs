@@ -12,6 +12,7 @@ use super::log::Loggers;
 use super::output::{blocking_wait, Declared, Parked, SendError};
 use super::start_response::StartResponse;
 use crate::http::error::HttpError;
+use crate::net::file_tail::Tail;
 
 /// How the exchange ended, for the connection and the access log.
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct Outcome {
     pub held: Vec<u8>,
     /// `held`'s share of the parked-bytes budget (none for a held small response).
     pub parked: Parked,
+    /// The end of a `wsgi.file_wrapper` file the socket did not take, sent after `held`.
+    pub file_tail: Option<Tail>,
 }
 
 const ERROR_BODY: &[u8] = b"Internal Server Error\n";
@@ -232,6 +235,7 @@ pub fn run(
             bytes: 0,
             held: Vec::new(),
             parked: Parked::default(),
+            file_tail: None,
         };
     };
     if out.truncated {
@@ -259,6 +263,7 @@ pub fn run(
         bytes: out.body_bytes(),
         held,
         parked,
+        file_tail: out.take_file_tail(),
     };
     out.detach();
     outcome

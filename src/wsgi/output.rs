@@ -25,6 +25,7 @@ use crate::http::error::HttpError;
 use crate::http::response::{
     chunk_size_line, head_end, head_start, status_has_no_body, BodyFraming, DATE_LEN,
 };
+use crate::net::file_tail::Tail;
 use crate::net::socket::{self, Interest};
 
 /// The largest complete response that may be held for the loop's next flush.
@@ -159,6 +160,8 @@ pub struct Output {
     /// A held response, or the parked end of one (then `parked` is its budget share).
     held: Vec<u8>,
     parked: Parked,
+    /// The end of a `wsgi.file_wrapper` file the socket did not take, parked.
+    file_tail: Option<Tail>,
     /// An empty buffer for the next [`Declared`] head (see [`Output::recycle`]).
     pub spare_head: Vec<u8>,
 }
@@ -236,6 +239,7 @@ impl Output {
             defer: false,
             held: Vec::new(),
             parked: Parked::default(),
+            file_tail: None,
             spare_head: Vec::new(),
         }
     }
@@ -262,6 +266,11 @@ impl Output {
             std::mem::take(&mut self.held),
             std::mem::take(&mut self.parked),
         )
+    }
+
+    /// The end of a file body parked by [`Output::send_file`], for the connection to send.
+    pub fn take_file_tail(&mut self) -> Option<Tail> {
+        self.file_tail.take()
     }
 
     /// Why the request body was refused, if it was.
@@ -494,6 +503,17 @@ impl Output {
                     deadline = None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Once sendfile has worked for this file, its end can wait in the
+                    // connection (through a descriptor of its own: the app closes its
+                    // file when the response is over) instead of in this thread.
+                    let tail = (left < count)
+                        .then(|| Tail::duplicate(file_fd, offset as u64, left))
+                        .flatten();
+                    if let Some(tail) = tail {
+                        self.body_sent += left;
+                        self.file_tail = Some(tail);
+                        break;
+                    }
                     let d = *deadline.get_or_insert_with(|| Instant::now() + self.timeout);
                     block(self.fd, d)?;
                 }

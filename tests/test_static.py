@@ -438,6 +438,32 @@ def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
     return head, rest
 
 
+def paced_download(srv, rate: int) -> tuple[str, float]:
+    """Downloads /static/big.bin reading at about `rate` bytes a second (the reader is
+    slow, the server is not): the body's sha256 and the seconds the body took."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(TIMEOUT)
+    sock.connect((srv.host, srv.port))
+    try:
+        sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        digest, got = hashlib.sha256(body), len(body)
+        t0 = time.monotonic()
+        while got < BIG_SIZE:
+            chunk = sock.recv(min(256 << 10, BIG_SIZE - got))
+            assert chunk, f"connection closed after {got} bytes"
+            digest.update(chunk)
+            got += len(chunk)
+            ahead = got / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+        return digest.hexdigest(), time.monotonic() - t0
+    finally:
+        sock.close()
+
+
 def test_slow_reader_waits_without_spinning_or_blocking_others(srv, facts):
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
@@ -529,27 +555,9 @@ def test_a_parked_download_that_progresses_outlives_io_timeout(tree, facts):
     base, _ = tree
     srv = start(base, "--threads", "1", "--io-timeout", "1")
     try:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        sock.settimeout(TIMEOUT)
-        sock.connect((srv.host, srv.port))
-        sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        head, body = read_head(sock)
-        assert head.startswith(b"HTTP/1.1 200 ")
-        digest, got = hashlib.sha256(body), len(body)
-        t0 = time.monotonic()
-        while got < BIG_SIZE:
-            chunk = sock.recv(min(256 << 10, BIG_SIZE - got))
-            assert chunk, f"connection closed after {got} bytes"
-            digest.update(chunk)
-            got += len(chunk)
-            # Pace the reader to about 12 MiB/s.
-            ahead = got / (12 << 20) - (time.monotonic() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
-        assert time.monotonic() - t0 > 3
-        assert digest.hexdigest() == facts["big_sha256"]
-        sock.close()
+        digest, seconds = paced_download(srv, 12 << 20)
+        assert seconds > 3
+        assert digest == facts["big_sha256"]
     finally:
         srv.stop()
 
@@ -786,27 +794,9 @@ def test_a_long_download_that_progresses_outlives_worker_timeout(tree, facts):
     base, _ = tree
     srv = start(base, "--master", "--workers", "1", "--timeout", "1", "--io-timeout", "10")
     try:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        sock.settimeout(TIMEOUT)
-        sock.connect((srv.host, srv.port))
-        sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        head, body = read_head(sock)
-        assert head.startswith(b"HTTP/1.1 200 ")
-        digest, got = hashlib.sha256(body), len(body)
-        t0 = time.monotonic()
-        while got < BIG_SIZE:
-            chunk = sock.recv(min(256 << 10, BIG_SIZE - got))
-            assert chunk, f"connection closed after {got} bytes"
-            digest.update(chunk)
-            got += len(chunk)
-            # Pace the reader to about 17 MiB/s: the reader is slow, the server is not.
-            ahead = got / (17 << 20) - (time.monotonic() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
-        assert time.monotonic() - t0 > 2
-        assert digest.hexdigest() == facts["big_sha256"]
+        digest, seconds = paced_download(srv, 17 << 20)
+        assert seconds > 2
+        assert digest == facts["big_sha256"]
         assert "Worker timeout" not in srv.log
-        sock.close()
     finally:
         srv.stop()

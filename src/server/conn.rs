@@ -67,8 +67,8 @@ pub struct Conn {
     out_pos: usize,
     /// `out`'s share of the parked-bytes budget.
     parked: Parked,
-    /// The end of a static file the socket did not take, sent after `out` (with
-    /// sendfile, as the socket drains).
+    /// The end of a file (`--static`, or the app's `wsgi.file_wrapper`) the socket did
+    /// not take, sent after `out` with sendfile as the socket drains.
     out_file: Option<Tail>,
     /// How the connection ends once `out` went out (a response that closes it, parked).
     after_out: Option<Ending>,
@@ -722,9 +722,8 @@ fn exchange(
     // (parked). A held one waits for the loop's next flush when other ready work comes
     // first; else (nothing queued, the connection closes now, or this thread stopped
     // leading and goes idle next) it goes out now, as far as the socket takes it. What
-    // the socket does not take waits in the connection for its next writable event.
-    // The end of a file the socket did not take goes out at the connection's next
-    // writable events (the socket is full now).
+    // the socket does not take waits in the connection for its next writable event, as
+    // does the end of a file the socket did not take (the socket is full now).
     conn.out_file = outcome.file_tail;
     if !outcome.held.is_empty() {
         let leading = shared

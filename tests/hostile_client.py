@@ -12,6 +12,7 @@ expectations) is fetched from PyPI at test time with `pip download` and cached u
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -456,6 +457,21 @@ def load_cases(corpus: Path, kind: str) -> list[Case]:
 def proc_counts(pid: int) -> tuple[int, int]:
     """(open fds, threads) of a process, from /proc."""
     return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
+
+
+def server_side_open(pid: int, client: socket.socket) -> bool:
+    """Whether process `pid` holds the server end of the IPv4 TCP connection `client`: the
+    socket of /proc/net/tcp whose remote end is `client`'s address, among `pid`'s fds."""
+    host, port = client.getsockname()[:2]
+    a, b, c, d = (int(x) for x in host.split("."))
+    remote = f"{d:02X}{c:02X}{b:02X}{a:02X}:{port:04X}"
+    with open(f"/proc/{pid}/net/tcp") as f:
+        inodes = {f"socket:[{row[9]}]" for row in (line.split() for line in f) if row[2] == remote}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+    return False
 
 
 def wait_counts_at_most(pid: int, fds: int, threads: int, timeout: float = 10.0) -> None:

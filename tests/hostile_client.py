@@ -474,6 +474,15 @@ def server_side_open(pid: int, client: socket.socket) -> bool:
     return False
 
 
+def rss(pid: int) -> int:
+    """A process's resident memory in bytes, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
 def wait_counts_at_most(pid: int, fds: int, threads: int, timeout: float = 10.0) -> None:
     """Poll until the process has no more than `fds` fds and `threads` threads."""
     deadline = time.monotonic() + timeout

@@ -32,7 +32,14 @@ import time
 
 import pytest
 from conftest import shared_server, token
-from hostile_client import Client, assert_no_findings, proc_counts, request, wait_for_log_after
+from hostile_client import (
+    Client,
+    assert_no_findings,
+    proc_counts,
+    request,
+    rss,
+    wait_for_log_after,
+)
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +131,6 @@ def test_one_100_mib_chunk(srv):
         time.sleep(0.1)
     assert rss(srv.proc.pid) <= 150 << 20, f"RSS {rss(srv.proc.pid) >> 20} MiB after the response"
     assert proc_counts(srv.proc.pid)[0] < 50
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_slow_generator_streams(srv):

@@ -30,6 +30,7 @@ from hostile_client import (
     assert_no_findings,
     proc_counts,
     request,
+    rss,
     server_side_open,
     wait_counts_at_most,
     wait_for_log_after,
@@ -56,6 +57,22 @@ def get(srv, path: str, timeout: float = 5.0) -> bytes:
         r = c.response(timeout=timeout)
         assert r.status == 200, (r.status, r.body[:200])
         return r.body
+
+
+def read_response(sock: socket.socket, size: int) -> tuple[bytes, bytes]:
+    """The head and the `size`-byte body of one response on `sock`."""
+    got = bytearray()
+    while b"\r\n\r\n" not in got:
+        piece = sock.recv(65536)
+        assert piece, f"closed after {len(got)} bytes"
+        got += piece
+    head, _, body = bytes(got).partition(b"\r\n\r\n")
+    got = bytearray(body)
+    while len(got) < size:
+        piece = sock.recv(1 << 20)
+        assert piece, f"closed after {len(got)} body bytes"
+        got += piece
+    return head, bytes(got)
 
 
 def reset(sock: socket.socket) -> None:
@@ -224,6 +241,38 @@ def test_a_whole_response_waits_for_a_slow_reader_without_a_thread(start_server,
         slow.close()
 
 
+def test_slow_readers_of_one_shared_body_hold_no_copies_of_it(start_server):
+    """The end of a body the app returned as one `bytes` object waits in its connection as
+    a reference to that object, not as a copy: three clients that stop reading the same
+    24 MiB module-level body (~20 MiB of it left unsent each) add far less than one copy
+    to the server's memory, and hold no thread. Each then gets every byte."""
+    s = start_server("--threads", "1", "hostile_slow:app")
+    whole = bytes(range(256)) * (24 << 12)
+    assert get(s, "/warm") == b"/warm"
+    before = rss(s.proc.pid)
+    slow = []
+    try:
+        for _ in range(3):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            sock.settimeout(10)
+            sock.connect((s.host, s.port))
+            sock.sendall(request("GET", "/whole"))
+            readable, _, _ = select.select([sock], [], [], 5)
+            assert readable
+            slow.append(sock)
+        assert get(s, "/other") == b"/other"
+        grown = rss(s.proc.pid) - before
+        assert grown < 8 << 20, f"RSS grew by {grown >> 20} MiB for 3 parked 24 MiB bodies"
+        for sock in slow:
+            head, body = read_response(sock, len(whole))
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert body == whole
+    finally:
+        for sock in slow:
+            sock.close()
+
+
 def test_a_parked_response_nobody_reads_is_dropped_after_the_io_timeout(start_server):
     """The end of a whole response waits for its client at most `--io-timeout` without
     progress (not the shorter keep-alive timeout of an idle connection); then the
@@ -285,19 +334,9 @@ def test_stalled_file_wrapper_downloads_hold_no_thread(start_server, tmp_path):
             assert time.monotonic() - t0 < 2.0
         wait_for_log_after(s, 0, r"(?:FILE-CLOSED[\s\S]*){3}")
         for sock in slow:
-            got = bytearray()
-            while b"\r\n\r\n" not in got:
-                piece = sock.recv(65536)
-                assert piece, f"closed after {len(got)} bytes"
-                got += piece
-            head, _, body = bytes(got).partition(b"\r\n\r\n")
-            got = bytearray(body)
-            while len(got) < len(data):
-                piece = sock.recv(1 << 20)
-                assert piece, f"closed after {len(got)} body bytes"
-                got += piece
+            head, body = read_response(sock, len(data))
             assert head.startswith(b"HTTP/1.1 200 ")
-            assert got == data
+            assert body == data
             sock.sendall(request("GET", "/after"))
             reply = sock.recv(65536)
             assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"/after"), reply

@@ -22,6 +22,7 @@ use crate::net::file_tail::Tail;
 use crate::net::socket::{self, Socket};
 use crate::static_files;
 use crate::wsgi::app;
+use crate::wsgi::bytes_tail::BytesTail;
 use crate::wsgi::input::{blocking_wait as read_wait, BodyReader, InputStream};
 use crate::wsgi::output::{Declared, Output, Parked};
 use crate::wsgi::start_response::StartResponse;
@@ -67,6 +68,9 @@ pub struct Conn {
     out_pos: usize,
     /// `out`'s share of the parked-bytes budget.
     parked: Parked,
+    /// The end of the app's last `bytes` object the socket did not take, sent after `out`
+    /// as the socket drains.
+    out_bytes: Option<BytesTail>,
     /// The end of a file (`--static`, or the app's `wsgi.file_wrapper`) the socket did
     /// not take, sent after `out` with sendfile as the socket drains.
     out_file: Option<Tail>,
@@ -112,6 +116,7 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             parked: Parked::default(),
+            out_bytes: None,
             out_file: None,
             after_out: None,
             lingering: None,
@@ -180,6 +185,16 @@ impl Conn {
         if self.out.capacity() > IDLE_BUF_MAX {
             self.out = Vec::new();
         }
+        if let Some(tail) = &mut self.out_bytes {
+            match tail.resume(self.sock.fd()) {
+                Ok(true) => self.out_bytes = None,
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    self.drop_out();
+                    return Err(e);
+                }
+            }
+        }
         if let Some(tail) = &mut self.out_file {
             match tail.resume(self.sock.fd()) {
                 Ok(true) => self.out_file = None,
@@ -193,22 +208,25 @@ impl Conn {
         Ok(true)
     }
 
-    /// Forgets what waited in `out` and `out_file` (its connection failed).
+    /// Forgets what waited in `out`, `out_bytes` and `out_file` (its connection failed).
     fn drop_out(&mut self) {
         self.out = Vec::new();
         self.out_pos = 0;
         self.parked = Parked::default();
+        self.out_bytes = None;
         self.out_file = None;
     }
 
     /// Whether response bytes wait for the socket to take them.
     pub fn has_output(&self) -> bool {
-        !self.out.is_empty() || self.out_file.is_some()
+        !self.out.is_empty() || self.out_bytes.is_some() || self.out_file.is_some()
     }
 
     /// How many response bytes wait for the socket.
     fn unsent(&self) -> u64 {
-        (self.out.len() - self.out_pos) as u64 + self.out_file.as_ref().map_or(0, Tail::left)
+        (self.out.len() - self.out_pos) as u64
+            + self.out_bytes.as_ref().map_or(0, BytesTail::left)
+            + self.out_file.as_ref().map_or(0, Tail::left)
     }
 
     /// Gives back a large buffer an idle connection no longer needs (one grown by a
@@ -724,6 +742,7 @@ fn exchange(
     // leading and goes idle next) it goes out now, as far as the socket takes it. What
     // the socket does not take waits in the connection for its next writable event, as
     // does the end of a file the socket did not take (the socket is full now).
+    conn.out_bytes = outcome.bytes_tail;
     conn.out_file = outcome.file_tail;
     if !outcome.held.is_empty() {
         let leading = shared

@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use super::bytes_tail::BytesTail;
 use super::file_wrapper::FileWrapper;
 use super::log::Loggers;
 use super::output::{blocking_wait, Declared, Parked, SendError};
@@ -27,6 +28,8 @@ pub struct Outcome {
     pub held: Vec<u8>,
     /// `held`'s share of the parked-bytes budget (none for a held small response).
     pub parked: Parked,
+    /// The end of the app's last `bytes` object the socket did not take, sent after `held`.
+    pub bytes_tail: Option<BytesTail>,
     /// The end of a `wsgi.file_wrapper` file the socket did not take, sent after `held`.
     pub file_tail: Option<Tail>,
 }
@@ -75,14 +78,20 @@ fn send_sequence(
     let mut out = sr.output().map_err(Failure::App)?;
     let mut block = blocking_wait(py);
     if let [item] = items {
-        let chunk = as_bytes(item)?.as_bytes();
-        return out.send(&[chunk], true, &mut block).map_err(from_send);
+        let bytes = as_bytes(item)?;
+        return out
+            .send_owned(&[bytes.as_bytes()], Some(bytes), true, &mut block)
+            .map_err(from_send);
     }
     let mut chunks: Vec<&[u8]> = Vec::with_capacity(items.len());
+    let mut owner = None;
     for item in items {
-        chunks.push(as_bytes(item)?.as_bytes());
+        let bytes = as_bytes(item)?;
+        chunks.push(bytes.as_bytes());
+        owner = Some(bytes);
     }
-    out.send(&chunks, true, &mut block).map_err(from_send)
+    out.send_owned(&chunks, owner, true, &mut block)
+        .map_err(from_send)
 }
 
 fn send_iterable(
@@ -128,7 +137,7 @@ fn send_iterable(
         let bytes = as_bytes(&item)?;
         let mut out = sr.output().map_err(Failure::App)?;
         let mut block = blocking_wait(py);
-        out.send(&[bytes.as_bytes()], false, &mut block)
+        out.send_owned(&[bytes.as_bytes()], Some(bytes), false, &mut block)
             .map_err(from_send)?;
         progress();
     }
@@ -235,6 +244,7 @@ pub fn run(
             bytes: 0,
             held: Vec::new(),
             parked: Parked::default(),
+            bytes_tail: None,
             file_tail: None,
         };
     };
@@ -263,6 +273,7 @@ pub fn run(
         bytes: out.body_bytes(),
         held,
         parked,
+        bytes_tail: out.take_bytes_tail(),
         file_tail: out.take_file_tail(),
     };
     out.detach();

@@ -2,6 +2,7 @@
 //! response writer, `wsgi.file_wrapper`, and calling the app.
 
 pub mod app;
+pub mod bytes_tail;
 pub mod environ;
 pub mod file_wrapper;
 pub mod input;

@@ -8,10 +8,12 @@
 //! (src/server/deferred.rs).
 //!
 //! A complete response that the socket does not take in one go is *parked*: the bytes it
-//! did not take are copied out and handed to the connection, whose writable events send
-//! them, so a client that reads slowly holds no thread once the app is done. Parked bytes
-//! of all connections share a budget ([`PARKED_MAX`]); past it the writer waits for the
-//! socket, as it does for a body still being produced.
+//! did not take are handed to the connection, whose writable events send them, so a
+//! client that reads slowly holds no thread once the app is done. What is left of the
+//! app's last `bytes` object is parked as a reference to it (src/wsgi/bytes_tail.rs);
+//! anything before that (the head, earlier chunks) is copied. Parked bytes of all
+//! connections share a budget ([`PARKED_MAX`]); past it the writer waits for the socket,
+//! as it does for a body still being produced.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -19,6 +21,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::bytes_tail::BytesTail;
 use super::input::BodyState;
 use crate::http::date;
 use crate::http::error::HttpError;
@@ -53,6 +59,13 @@ impl Parked {
             PARKED.fetch_sub(n, Ordering::Relaxed);
             None
         }
+    }
+
+    /// Moves `n` bytes of this share (at most all of it) into a share of its own.
+    fn split_off(&mut self, n: usize) -> Parked {
+        let n = n.min(self.0);
+        self.0 -= n;
+        Parked(n)
     }
 }
 
@@ -160,6 +173,8 @@ pub struct Output {
     /// A held response, or the parked end of one (then `parked` is its budget share).
     held: Vec<u8>,
     parked: Parked,
+    /// The end of the app's last `bytes` object the socket did not take, parked.
+    bytes_tail: Option<BytesTail>,
     /// The end of a `wsgi.file_wrapper` file the socket did not take, parked.
     file_tail: Option<Tail>,
     /// An empty buffer for the next [`Declared`] head (see [`Output::recycle`]).
@@ -239,6 +254,7 @@ impl Output {
             defer: false,
             held: Vec::new(),
             parked: Parked::default(),
+            bytes_tail: None,
             file_tail: None,
             spare_head: Vec::new(),
         }
@@ -266,6 +282,12 @@ impl Output {
             std::mem::take(&mut self.held),
             std::mem::take(&mut self.parked),
         )
+    }
+
+    /// The end of the app's last `bytes` object parked by [`Output::send_owned`], for the
+    /// connection to send after [`Output::take_held`]'s bytes.
+    pub fn take_bytes_tail(&mut self) -> Option<BytesTail> {
+        self.bytes_tail.take()
     }
 
     /// The end of a file body parked by [`Output::send_file`], for the connection to send.
@@ -329,6 +351,18 @@ impl Output {
     pub fn send(
         &mut self,
         chunks: &[&[u8]],
+        last: bool,
+        block: &mut Block<'_>,
+    ) -> Result<(), SendError> {
+        self.send_owned(chunks, None, last, block)
+    }
+
+    /// [`Output::send`] where the last chunk is the contents of `owner`: if the socket
+    /// leaves part of it unsent, that part is parked by reference, not copied.
+    pub fn send_owned(
+        &mut self,
+        chunks: &[&[u8]],
+        owner: Option<&Bound<'_, PyBytes>>,
         last: bool,
         block: &mut Block<'_>,
     ) -> Result<(), SendError> {
@@ -440,8 +474,12 @@ impl Output {
         let last_group = groups.len() - 1;
         for (i, group) in groups.enumerate() {
             if complete && i == last_group {
-                let (fd, timeout) = (self.fd, self.timeout);
-                write_or_park(fd, timeout, group, &mut self.held, &mut self.parked, block)?;
+                let mut park = Park {
+                    held: &mut self.held,
+                    parked: &mut self.parked,
+                    bytes_tail: &mut self.bytes_tail,
+                };
+                write_or_park(self.fd, self.timeout, group, owner, &mut park, block)?;
             } else {
                 socket::write_all_vectored(self.fd, group, self.timeout, block)?;
             }
@@ -546,15 +584,34 @@ impl Output {
     }
 }
 
-/// Writes the end of a complete response; what the socket does not take now is copied
-/// into `held` (parked, with its budget share in `parked`) when the budget allows, else
-/// waited for.
+/// Where [`write_or_park`] leaves what the socket did not take.
+struct Park<'a> {
+    /// Copied bytes, sent first.
+    held: &'a mut Vec<u8>,
+    /// `held`'s share of the budget.
+    parked: &'a mut Parked,
+    /// The end of the owner's bytes, sent after `held`.
+    bytes_tail: &'a mut Option<BytesTail>,
+}
+
+/// Where the last of `parts` lies in `owner`'s bytes (its start and end), if it is a slice
+/// of them.
+fn within_owner(parts: &[&[u8]], owner: Option<&Bound<'_, PyBytes>>) -> Option<(usize, usize)> {
+    let (last, bytes) = (parts.last()?, owner?.as_bytes());
+    let start = (last.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
+    let end = start + last.len();
+    (!last.is_empty() && end <= bytes.len()).then_some((start, end))
+}
+
+/// Writes the end of a complete response; what the socket does not take now is parked
+/// when the budget allows, else waited for. The unsent part of the last slice, when it
+/// is `owner`'s bytes, is parked by reference; the rest is copied into `held`.
 fn write_or_park(
     fd: RawFd,
     timeout: Duration,
     parts: &[&[u8]],
-    held: &mut Vec<u8>,
-    parked: &mut Parked,
+    owner: Option<&Bound<'_, PyBytes>>,
+    park: &mut Park<'_>,
     block: &mut Block<'_>,
 ) -> Result<(), SendError> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -566,18 +623,31 @@ fn write_or_park(
     if written >= total {
         return Ok(());
     }
-    let Some(share) = Parked::reserve(total - written) else {
+    let Some(mut share) = Parked::reserve(total - written) else {
         socket::write_all_vectored_from(fd, parts, written, timeout, block)?;
         return Ok(());
     };
-    held.reserve_exact(total - written);
-    let mut skip = written;
-    for p in parts {
-        let from = skip.min(p.len());
-        skip -= from;
-        held.extend_from_slice(&p[from..]);
+    let (copied, copied_len) = match (within_owner(parts, owner), owner) {
+        (Some((start, end)), Some(owner)) => {
+            let before = total - (end - start);
+            let from = start + written.saturating_sub(before);
+            let tail_share = share.split_off(end - from);
+            let tail = BytesTail::new(owner.clone().into(), from, end, tail_share);
+            *park.bytes_tail = Some(tail);
+            (&parts[..parts.len() - 1], before)
+        }
+        _ => (parts, total),
+    };
+    if written < copied_len {
+        park.held.reserve_exact(copied_len - written);
+        let mut skip = written;
+        for p in copied {
+            let from = skip.min(p.len());
+            skip -= from;
+            park.held.extend_from_slice(&p[from..]);
+        }
     }
-    *parked = share;
+    *park.parked = share;
     Ok(())
 }
 
@@ -687,6 +757,70 @@ mod tests {
     static BUDGET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Everything `fd`'s peer wrote, until it stops (non-blocking reads).
+    /// Sends a parked bytes tail until it is all out, reading the other end meanwhile.
+    fn resume_all(tail: &mut BytesTail, fd: RawFd, peer: RawFd, got: &mut Vec<u8>) {
+        while !tail.resume(fd).unwrap() {
+            drain(peer, got);
+        }
+        drain(peer, got);
+    }
+
+    #[test]
+    fn the_end_of_the_apps_bytes_is_parked_by_reference_not_copied() {
+        let _budget = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+        Python::initialize();
+        Python::attach(|py| {
+            let data: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+            // Alone, the last object is partly sent; after a first one of 2 MiB, which
+            // the socket does not take whole either, it is not sent at all.
+            let (first, last) = (
+                PyBytes::new(py, &data[..2 << 20]),
+                PyBytes::new(py, &data[2 << 20..]),
+            );
+            for chunks in [vec![&last], vec![&first, &last]] {
+                let body: Vec<u8> = chunks.iter().flat_map(|c| c.as_bytes().to_vec()).collect();
+                let (a, b) = pair();
+                let mut out = output(a.fd(), None, true);
+                let before = PARKED.load(Ordering::Relaxed);
+                let slices: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
+                let owner = chunks.last().copied();
+                out.send_owned(&slices, owner, true, &mut never).unwrap();
+                let (held, parked) = out.take_held();
+                let mut tail = out.take_bytes_tail().expect("a parked tail");
+                // Nothing of the last object was copied: as much of what the socket did
+                // not take as lies in it is the tail; only what came before it is held.
+                let whole = held.len() as u64 + tail.left();
+                let last_len = last.as_bytes().len() as u64;
+                assert!(whole > 0 && whole < body.len() as u64);
+                assert_eq!(tail.left(), whole.min(last_len));
+                assert_eq!(held.is_empty(), chunks.len() == 1);
+                assert_eq!(parked.0, held.len());
+                assert_eq!(PARKED.load(Ordering::Relaxed) as u64, before as u64 + whole);
+                // What went out, then the copied part, then the tail, is the response.
+                let mut got = Vec::new();
+                drain(b.fd(), &mut got);
+                let mut rest = &held[..];
+                while !rest.is_empty() {
+                    match socket::writev(a.fd(), &[rest]) {
+                        Ok(n) => rest = &rest[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => drain(b.fd(), &mut got),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                resume_all(&mut tail, a.fd(), b.fd(), &mut got);
+                let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+                assert!(
+                    head.contains(&format!("Content-Length: {}", body.len())),
+                    "{head}"
+                );
+                assert!(got[head_end..] == body[..]);
+                drop((parked, tail));
+                assert_eq!(PARKED.load(Ordering::Relaxed), before);
+            }
+        });
+    }
+
     fn drain(fd: RawFd, into: &mut Vec<u8>) {
         let mut buf = vec![0u8; 1 << 16];
         while let Ok(n @ 1..) = socket::read(fd, &mut buf) {

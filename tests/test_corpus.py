@@ -67,6 +67,8 @@ LIMIT_FLAGS = {
 NO_FOLDING = "ferrule has no permit_obsolete_folding: obs-fold is always refused (RFC 9112 §5.2)"
 # gunicorn's boolean settings that ferrule has under the same meaning: the flag to pass.
 BOOL_FLAGS = {"proxy_protocol": "--proxy-protocol"}
+# gunicorn's settings that ferrule has under the same meaning and syntax: the option.
+VALUE_FLAGS = {"forwarded_allow_ips": "--forwarded-allow-ips"}
 NO_HEADER_MAP = (
     "ferrule has no header_map setting: names with '_' are always dropped (gunicorn's "
     "default, 'drop'); valid/040 checks that"
@@ -94,8 +96,7 @@ GATED: dict[str, str | None] = {
     "invalid/012": None,
     # permit_obsolete_folding + a field limit: refused either way (ferrule never unfolds).
     "invalid/013": None,
-    "invalid/019": "ferrule does not interpret X-Forwarded-* (no forwarded_allow_ips): "
-    "they reach the app as HTTP_X_FORWARDED_* unchanged",
+    "invalid/019": None,
     "invalid/040": NO_HEADER_MAP,
     "invalid/chunked_07": NO_HEADER_MAP,
     # gunicorn's 0 means its default (8190) here; ferrule's 0 means the ceiling (65536).
@@ -161,6 +162,9 @@ def ferrule_options(cfg: dict[str, Any]) -> tuple[str, ...]:
     for key, value in sorted(limits.items()):
         options += [LIMIT_FLAGS[key], str(value)]
     options += [flag for key, flag in sorted(BOOL_FLAGS.items()) if cfg.get(key)]
+    for key, flag in sorted(VALUE_FLAGS.items()):
+        if key in cfg:
+            options += [flag, str(cfg[key])]
     return tuple(options)
 
 
@@ -311,7 +315,7 @@ def test_every_gated_case_is_mapped():
     for name, reason in GATED.items():
         case = next(c for c in VALID + INVALID if c.name == name)
         if reason is None:
-            unmapped = set(case.cfg) - set(LIMIT_FLAGS) - set(BOOL_FLAGS)
+            unmapped = set(case.cfg) - set(LIMIT_FLAGS) - set(BOOL_FLAGS) - set(VALUE_FLAGS)
             unmapped -= {"permit_obsolete_folding"}
             unmapped -= {"permit_unconventional_http_method"}
             assert not unmapped, f"{name}: no ferrule option for {unmapped}"

@@ -65,6 +65,31 @@ def test_rfc7239_forwarded_wins_over_x_forwarded(start_server):
     assert (got["REMOTE_ADDR"], got["wsgi.url_scheme"]) == ("2001:db8:cafe::17", "https")
 
 
+def test_x_forwarded_ssl_and_protocol_set_the_scheme_and_conflicts_are_refused(start_server):
+    """gunicorn's other secure-scheme headers: `X-Forwarded-Ssl: on` and
+    `X-Forwarded-Protocol: ssl` mean https. Scheme headers that disagree get a 400 and a
+    close (gunicorn's InvalidSchemeHeaders), from a trusted peer; from another peer they
+    change nothing and refuse nothing."""
+    srv = start_server(APP)
+    assert ask(srv, {"X-Forwarded-Ssl": "on"})["wsgi.url_scheme"] == "https"
+    assert ask(srv, {"X-Forwarded-Protocol": "ssl"})["wsgi.url_scheme"] == "https"
+    got = ask(srv, {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on"})
+    assert got["wsgi.url_scheme"] == "https"
+    assert ask(srv, {"X-Forwarded-Ssl": "off"})["wsgi.url_scheme"] == "http"
+    for conflict in (
+        {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "off"},
+        {"X-Forwarded-Protocol": "ssl", "X-Forwarded-Proto": "http"},
+    ):
+        with Client.to(srv, 5) as c:
+            c.send(request("GET", "/", headers=list(conflict.items())))
+            r = c.response()
+            assert r.status == 400, (conflict, r)
+            assert c.closed_within(5)
+    untrusted = start_server("--forwarded-allow-ips", "10.0.0.0/8", APP)
+    got = ask(untrusted, {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "off"})
+    assert got["wsgi.url_scheme"] == "http"
+
+
 def test_an_empty_allow_list_turns_it_off(start_server):
     srv = start_server("--forwarded-allow-ips", "", APP)
     got = ask(srv, {"X-Forwarded-For": "203.0.113.9"})

@@ -541,7 +541,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Proxies (IPs, CIDR networks, or `*`) whose forwarding headers are believed.",
         doc="From these peers, and from any peer on a unix socket, `Forwarded` (RFC 7239) or "
         "else `X-Forwarded-For` / `X-Forwarded-Proto` set `REMOTE_ADDR` and "
-        "`wsgi.url_scheme`. The client is the rightmost address in the chain that is not "
+        "`wsgi.url_scheme`; `X-Forwarded-Ssl: on` and `X-Forwarded-Protocol: ssl` say https "
+        "too (gunicorn's `secure_scheme_headers`), and a request whose scheme headers disagree "
+        "gets a 400. The client is the rightmost address in the chain that is not "
         "itself in this list (the entries a client wrote itself, at the left, are not "
         "believed). From other peers the headers change nothing (the application still "
         "sees them as `HTTP_X_FORWARDED_FOR` and so on). The same list says who may send a "

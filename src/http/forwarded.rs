@@ -7,9 +7,15 @@
 //! anything at the left end). When every entry is trusted, the leftmost one is the client.
 //!
 //! RFC 7239 §4: `Forwarded: for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8::1]:80"`.
+//!
+//! gunicorn's other two default `secure_scheme_headers` say the scheme too:
+//! `X-Forwarded-Ssl: on` and `X-Forwarded-Protocol: ssl` mean https, any other value http.
+//! A request whose scheme headers disagree is refused (400), as gunicorn refuses it: which
+//! one a proxy set and which one a client slipped past it cannot be told apart.
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::error::HttpError;
 use crate::net::allow::AllowList;
 
 /// What the proxies say about the client.
@@ -27,14 +33,17 @@ struct Hop<'a> {
     proto: Option<&'a str>,
 }
 
-/// Reads the forwarding headers (`headers` yields name, value); `None` when there are none.
-pub fn client<'a, I>(headers: I, trusted: &AllowList) -> Option<Client>
+/// Reads the forwarding headers (`headers` yields name, value); `None` when there are none,
+/// an error when the scheme headers disagree.
+pub fn client<'a, I>(headers: I, trusted: &AllowList) -> Result<Option<Client>, HttpError>
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
 {
     let mut forwarded: Vec<&'a str> = Vec::new();
     let mut xff: Vec<&'a str> = Vec::new();
     let mut xfp: Vec<&'a str> = Vec::new();
+    // What X-Forwarded-Ssl / X-Forwarded-Protocol say, in order.
+    let mut flags: Vec<&'static str> = Vec::new();
     for (name, value) in headers {
         let Ok(value) = std::str::from_utf8(value) else {
             continue;
@@ -45,9 +54,45 @@ where
             xff.extend(value.split(',').map(str::trim).filter(|v| !v.is_empty()));
         } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
             xfp.extend(value.split(',').map(str::trim).filter(|v| !v.is_empty()));
+        } else if name.eq_ignore_ascii_case("x-forwarded-ssl") {
+            flags.push(secure_if(value.trim().eq_ignore_ascii_case("on")));
+        } else if name.eq_ignore_ascii_case("x-forwarded-protocol") {
+            flags.push(secure_if(value.trim().eq_ignore_ascii_case("ssl")));
         }
     }
-    let hops: Vec<Hop<'a>> = if !forwarded.is_empty() {
+    let client = chosen(&forwarded, &xff, &xfp, trusted);
+    let Some(&flag) = flags.first() else {
+        return Ok(client);
+    };
+    let scheme = client.as_ref().and_then(|c| c.scheme);
+    if flags.iter().chain(scheme.iter()).any(|s| *s != flag) {
+        return Err(HttpError::BadRequest(
+            "forwarding headers disagree on the scheme",
+        ));
+    }
+    Ok(Some(match client {
+        Some(c) => Client {
+            scheme: Some(flag),
+            ..c
+        },
+        None => Client {
+            addr: None,
+            scheme: Some(flag),
+        },
+    }))
+}
+
+fn secure_if(on: bool) -> &'static str {
+    if on {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// The client the `Forwarded` or `X-Forwarded-For`/`-Proto` values name.
+fn chosen(forwarded: &[&str], xff: &[&str], xfp: &[&str], trusted: &AllowList) -> Option<Client> {
+    let hops: Vec<Hop<'_>> = if !forwarded.is_empty() {
         forwarded.iter().flat_map(|v| elements(v)).collect()
     } else if !xff.is_empty() {
         // One proto per address when the lists pair up; otherwise the nearest proxy's.
@@ -150,9 +195,55 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn run(headers: &[(&'static str, &'static str)], trusted: &[&str]) -> Option<Client> {
+    fn parse(
+        headers: &[(&'static str, &'static str)],
+        trusted: &[&str],
+    ) -> Result<Option<Client>, HttpError> {
         let trusted = AllowList::parse(trusted).unwrap();
         client(headers.iter().map(|(n, v)| (*n, v.as_bytes())), &trusted)
+    }
+
+    fn run(headers: &[(&'static str, &'static str)], trusted: &[&str]) -> Option<Client> {
+        parse(headers, trusted).unwrap()
+    }
+
+    #[test]
+    fn x_forwarded_ssl_and_protocol_say_the_scheme_and_must_agree_with_the_rest() {
+        let scheme = |h: &[(&'static str, &'static str)]| run(h, &[]).and_then(|c| c.scheme);
+        assert_eq!(scheme(&[("X-Forwarded-Ssl", "on")]), Some("https"));
+        assert_eq!(scheme(&[("x-forwarded-ssl", " ON ")]), Some("https"));
+        assert_eq!(scheme(&[("X-Forwarded-Ssl", "off")]), Some("http"));
+        assert_eq!(scheme(&[("X-Forwarded-Protocol", "ssl")]), Some("https"));
+        assert_eq!(scheme(&[("X-Forwarded-Protocol", "http")]), Some("http"));
+        // With an address: the address stays, the scheme is theirs.
+        let c = run(
+            &[
+                ("X-Forwarded-For", "203.0.113.9"),
+                ("X-Forwarded-Ssl", "on"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            c,
+            Some(Client {
+                addr: addr("203.0.113.9"),
+                scheme: Some("https")
+            })
+        );
+        // Agreeing headers are fine; disagreeing ones (gunicorn's invalid/019) are refused.
+        let agree = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "on")];
+        assert_eq!(scheme(&agree), Some("https"));
+        for bad in [
+            [("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "off")],
+            [("X-Forwarded-Ssl", "on"), ("X-Forwarded-Protocol", "http")],
+            [
+                ("Forwarded", "for=1.2.3.4;proto=http"),
+                ("X-Forwarded-Ssl", "on"),
+            ],
+            [("X-Forwarded-Ssl", "on"), ("X-Forwarded-Ssl", "off")],
+        ] {
+            assert!(parse(&bad, &[]).is_err(), "{bad:?}");
+        }
     }
 
     fn addr(s: &str) -> Option<IpAddr> {

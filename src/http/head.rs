@@ -70,7 +70,7 @@ pub struct Head<'h, 'b> {
     pub expect_continue: bool,
     /// The Host header's value, when present.
     pub host: Option<&'b [u8]>,
-    /// A `Forwarded`, `X-Forwarded-For` or `X-Forwarded-Proto` field is present.
+    /// A `Forwarded` or `X-Forwarded-{For,Proto,Ssl,Protocol}` field is present.
     pub forwarded: bool,
     /// Bytes of the buffer the head used.
     pub len: usize,
@@ -327,6 +327,8 @@ pub fn parse<'h, 'b>(
         } else if matches!(name.first(), Some(b'x' | b'X' | b'f' | b'F'))
             && (name.eq_ignore_ascii_case(b"x-forwarded-for")
                 || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+                || name.eq_ignore_ascii_case(b"x-forwarded-ssl")
+                || name.eq_ignore_ascii_case(b"x-forwarded-protocol")
                 || name.eq_ignore_ascii_case(b"forwarded"))
         {
             forwarded = true;

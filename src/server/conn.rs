@@ -351,6 +351,14 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                     return linger(conn);
                 }
                 Ok(Some(h)) => {
+                    let client = match proxied_client(shared, conn, &h) {
+                        Ok(client) => client,
+                        Err(e) => {
+                            refuse(conn, &e);
+                            shared.log_refusal(py, conn, &e);
+                            return linger(conn);
+                        }
+                    };
                     let buffered = (conn.buf.len() - conn.pos - h.len) as u64;
                     let waiting_body = match h.framing {
                         Framing::Length(n) if n <= PREBUFFER && !h.expect_continue => buffered < n,
@@ -372,7 +380,7 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                         None
                     } else {
                         let line = std::mem::take(&mut ctx.line);
-                        Some(prepare(py, shared, conn, &h, line))
+                        Some(prepare(py, shared, conn, &h, line, client))
                     }
                 }
                 Ok(None) => None,
@@ -526,22 +534,30 @@ struct Captured<'py> {
     environ: Option<Bound<'py, pyo3::types::PyDict>>,
 }
 
-/// Applies a trusted proxy's `Forwarded` / `X-Forwarded-*` headers to `REMOTE_ADDR` and
-/// `wsgi.url_scheme`; returns the client address it set. Peers on a unix socket are trusted
-/// (only a local proxy can reach one), as in gunicorn.
-fn forwarded(
-    py: Python<'_>,
+/// What a trusted proxy's `Forwarded` / `X-Forwarded-*` headers say about the client:
+/// `None` from a peer not in `forwarded_allow_ips` or without such headers, an error when
+/// they disagree on the scheme. Peers on a unix socket are trusted (only a local proxy can
+/// reach one), as in gunicorn.
+pub fn proxied_client(
     shared: &Shared,
     conn: &Conn,
     h: &Head<'_, '_>,
-    environ: &Bound<'_, pyo3::types::PyDict>,
-) -> PyResult<Option<String>> {
+) -> Result<Option<forwarded::Client>, HttpError> {
     let trusted = &shared.cfg.forwarded_allow;
     if !h.forwarded || trusted.is_empty() || conn.peer_ip.is_some_and(|ip| !trusted.contains(ip)) {
         return Ok(None);
     }
-    let headers = h.headers.iter().map(|f| (f.name, f.value));
-    let Some(client) = forwarded::client(headers, trusted) else {
+    forwarded::client(h.headers.iter().map(|f| (f.name, f.value)), trusted)
+}
+
+/// Applies what a trusted proxy said about the client ([`proxied_client`]) to `REMOTE_ADDR`
+/// and `wsgi.url_scheme`; returns the client address it set.
+fn forwarded(
+    py: Python<'_>,
+    client: Option<forwarded::Client>,
+    environ: &Bound<'_, pyo3::types::PyDict>,
+) -> PyResult<Option<String>> {
+    let Some(client) = client else {
         return Ok(None);
     };
     if let Some(scheme) = client.scheme {
@@ -562,6 +578,7 @@ fn prepare<'py>(
     conn: &Conn,
     h: &Head<'_, '_>,
     line: String,
+    client: Option<forwarded::Client>,
 ) -> Option<Prepared<'py>> {
     shared.admit();
     let remote_addr = conn.remote_addr.bind(py);
@@ -569,7 +586,7 @@ fn prepare<'py>(
     let built = shared
         .environ
         .build(py, conn.listener, h, remote_addr, remote_port)
-        .and_then(|env| Ok((forwarded(py, shared, conn, h, &env)?, env)));
+        .and_then(|env| Ok((forwarded(py, client, &env)?, env)));
     let (client, environ) = match built {
         Ok(e) => e,
         Err(e) => {

@@ -28,13 +28,12 @@ use pyo3::prelude::*;
 
 pub use mount::{Mount, Mounts};
 
-use crate::http::forwarded;
 use crate::http::head::{Framing, Head as RequestHead};
 use crate::net::file_tail::Tail;
 use crate::net::socket::{self, Interest};
 use crate::server::access::format::Record;
 use crate::server::clock::Tick;
-use crate::server::conn::{Conn, Ending};
+use crate::server::conn::{self, Conn, Ending};
 use crate::server::metrics;
 use crate::server::pool::{Shared, ThreadCtx};
 use conditional::{Decision, Validators};
@@ -336,14 +335,10 @@ fn exchange(
     }
 
     if let Some(log) = &shared.access {
-        let trusted = &shared.cfg.forwarded_allow;
-        let client = (h.forwarded
-            && !trusted.is_empty()
-            && conn.peer_ip.is_none_or(|ip| trusted.contains(ip)))
-        .then(|| forwarded::client(h.headers.iter().map(|f| (f.name, f.value)), trusted))
-        .flatten()
-        .and_then(|c| c.addr)
-        .map(|ip| ip.to_string());
+        // Headers that disagree were refused before the request got here.
+        let client = (conn::proxied_client(shared, conn, h).ok().flatten())
+            .and_then(|c| c.addr)
+            .map(|ip| ip.to_string());
         let remote = conn.remote_addr.bind(py);
         let headers: Vec<Option<Vec<u8>>> = (log.format.request_headers().iter())
             .map(|name| conditional::first(h.headers, name).map(<[u8]>::to_vec))

@@ -59,6 +59,19 @@ def get(srv, path: str, timeout: float = 5.0) -> bytes:
         return r.body
 
 
+def stalled_client(srv, path: str) -> socket.socket:
+    """A client with a small receive buffer that asked for `path` and, once its response
+    has begun, reads nothing more (until the test reads it)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.settimeout(10)
+    sock.connect((srv.host, srv.port))
+    sock.sendall(request("GET", path))
+    readable, _, _ = select.select([sock], [], [], 5)
+    assert readable
+    return sock
+
+
 def read_response(sock: socket.socket, size: int) -> tuple[bytes, bytes]:
     """The head and the `size`-byte body of one response on `sock`."""
     got = bytearray()
@@ -253,14 +266,7 @@ def test_slow_readers_of_one_shared_body_hold_no_copies_of_it(start_server):
     slow = []
     try:
         for _ in range(3):
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-            sock.settimeout(10)
-            sock.connect((s.host, s.port))
-            sock.sendall(request("GET", "/whole"))
-            readable, _, _ = select.select([sock], [], [], 5)
-            assert readable
-            slow.append(sock)
+            slow.append(stalled_client(s, "/whole"))
         assert get(s, "/other") == b"/other"
         grown = rss(s.proc.pid) - before
         assert grown < 8 << 20, f"RSS grew by {grown >> 20} MiB for 3 parked 24 MiB bodies"
@@ -320,14 +326,7 @@ def test_stalled_file_wrapper_downloads_hold_no_thread(start_server, tmp_path):
     slow = []
     try:
         for _ in range(3):
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-            sock.settimeout(10)
-            sock.connect((s.host, s.port))
-            sock.sendall(request("GET", "/file"))
-            readable, _, _ = select.select([sock], [], [], 5)
-            assert readable
-            slow.append(sock)
+            slow.append(stalled_client(s, "/file"))
         for i in range(5):
             t0 = time.monotonic()
             assert get(s, f"/other{i}") == f"/other{i}".encode()

@@ -757,6 +757,29 @@ mod tests {
     static BUDGET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Everything `fd`'s peer wrote, until it stops (non-blocking reads).
+    /// Writes `bytes` to `fd` whole, reading what arrived at `peer` (and earlier output)
+    /// into `got` whenever the socket is full.
+    fn write_draining(fd: RawFd, peer: RawFd, bytes: &[u8], got: &mut Vec<u8>) {
+        drain(peer, got);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match socket::writev(fd, &[rest]) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drain(peer, got),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// `got` is a response whose head announces `body`'s length and whose body is `body`.
+    fn assert_response_of(got: &[u8], body: &[u8]) {
+        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+        let length = format!("Content-Length: {}", body.len());
+        assert!(head.contains(&length), "{head}");
+        assert!(got[head_end..] == body[..]);
+    }
+
     /// Sends a parked bytes tail until it is all out, reading the other end meanwhile.
     fn resume_all(tail: &mut BytesTail, fd: RawFd, peer: RawFd, got: &mut Vec<u8>) {
         while !tail.resume(fd).unwrap() {
@@ -798,23 +821,9 @@ mod tests {
                 assert_eq!(PARKED.load(Ordering::Relaxed) as u64, before as u64 + whole);
                 // What went out, then the copied part, then the tail, is the response.
                 let mut got = Vec::new();
-                drain(b.fd(), &mut got);
-                let mut rest = &held[..];
-                while !rest.is_empty() {
-                    match socket::writev(a.fd(), &[rest]) {
-                        Ok(n) => rest = &rest[n..],
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => drain(b.fd(), &mut got),
-                        Err(e) => panic!("{e}"),
-                    }
-                }
+                write_draining(a.fd(), b.fd(), &held, &mut got);
                 resume_all(&mut tail, a.fd(), b.fd(), &mut got);
-                let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                let head = String::from_utf8_lossy(&got[..head_end]).to_string();
-                assert!(
-                    head.contains(&format!("Content-Length: {}", body.len())),
-                    "{head}"
-                );
-                assert!(got[head_end..] == body[..]);
+                assert_response_of(&got, &body);
                 drop((parked, tail));
                 assert_eq!(PARKED.load(Ordering::Relaxed), before);
             }
@@ -843,23 +852,9 @@ mod tests {
         assert_eq!(PARKED.load(Ordering::Relaxed), before + held.len());
         // What went out, then the parked rest, is the whole response.
         let mut got = Vec::new();
+        write_draining(a.fd(), b.fd(), &held, &mut got);
         drain(b.fd(), &mut got);
-        let mut rest = &held[..];
-        while !rest.is_empty() {
-            match socket::writev(a.fd(), &[rest]) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drain(b.fd(), &mut got),
-                Err(e) => panic!("{e}"),
-            }
-        }
-        drain(b.fd(), &mut got);
-        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&got[..head_end]).to_string();
-        assert!(
-            head.contains(&format!("Content-Length: {}", body.len())),
-            "{head}"
-        );
-        assert!(got[head_end..] == body[..]);
+        assert_response_of(&got, &body);
         drop(parked);
         assert_eq!(PARKED.load(Ordering::Relaxed), before);
     }

@@ -351,9 +351,11 @@ pub fn serve(py: Python<'_>, shared: &Shared, ctx: &mut ThreadCtx, conn: &mut Co
                     return linger(conn);
                 }
                 Ok(Some(h)) => {
-                    let client = match proxied_client(shared, conn, &h) {
-                        Ok(client) => client,
-                        Err(e) => {
+                    // The usual request has no forwarding headers: no call at all.
+                    let client = match h.forwarded.then(|| proxied_client(shared, conn, &h)) {
+                        None => None,
+                        Some(Ok(client)) => client,
+                        Some(Err(e)) => {
                             refuse(conn, &e);
                             shared.log_refusal(py, conn, &e);
                             return linger(conn);

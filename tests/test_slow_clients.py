@@ -279,6 +279,25 @@ def test_slow_readers_of_one_shared_body_hold_no_copies_of_it(start_server):
             sock.close()
 
 
+def test_a_body_parked_by_reference_is_freed_once_sent(start_server):
+    """The end of the app's body that waits for a slow reader keeps the app's object alive
+    (it is sent from it, not from a copy) and lets go of it once sent: the object is freed
+    then, although the loop thread that sent it may not hold the GIL."""
+    s = start_server("--threads", "1", "hostile_slow:app")
+    for _ in range(3):
+        t = token()
+        mark = len(s.log)
+        sock = stalled_client(s, f"/freed?{t}")
+        try:
+            assert get(s, "/other") == b"/other"
+            assert f"SLOW-FREED {t}" not in s.log[mark:], "freed while its end was parked"
+            head, body = read_response(sock, 8 << 20)
+            assert head.startswith(b"HTTP/1.1 200 ") and body == bytes(8 << 20)
+            wait_for_log_after(s, mark, rf"^SLOW-FREED {t}$")
+        finally:
+            sock.close()
+
+
 def test_a_parked_response_nobody_reads_is_dropped_after_the_io_timeout(start_server):
     """The end of a whole response waits for its client at most `--io-timeout` without
     progress (not the shorter keep-alive timeout of an idle connection); then the

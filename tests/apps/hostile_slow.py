@@ -7,19 +7,34 @@ the query string), so a test can tell that close() ran after the client went awa
     /upload    reads the whole body inside the iteration, then answers its length
     /big       a 64 MiB body in 1 MiB chunks (for clients that never read)
     /whole     a 24 MiB body with its Content-Length, returned whole (a list)
+    /freed     an 8 MiB body made for the request, returned whole; notes in the error log
+               when that body object is freed (``SLOW-FREED <token>``)
     /count     the number of HTTP_* keys in the environ
     other      200 with the path as the body
 
-Wrapped in wsgiref's validator and werkzeug's LintMiddleware (hostile_lint.py).
+Wrapped in wsgiref's validator and werkzeug's LintMiddleware (hostile_lint.py), but for
+/freed: both insist on exact ``bytes``, and its body is a subclass that can note its end.
 """
 
 from __future__ import annotations
+
+import sys
 
 from hostile_lint import linted
 
 CHUNK = b"s" * 65536
 MIB = b"b" * (1 << 20)
 WHOLE = bytes(range(256)) * (24 << 12)
+
+
+class FreedBody(bytes):
+    """A body that notes in the error log when it is freed."""
+
+    token = ""
+
+    def __del__(self) -> None:
+        sys.stderr.write(f"SLOW-FREED {self.token}\n")
+        sys.stderr.flush()
 
 
 class Noted:
@@ -73,4 +88,17 @@ def _route(environ, start_response):  # type: ignore[no-untyped-def]
     return [body]
 
 
-app = linted(_route)
+_linted = linted(_route)
+
+
+def fresh(environ, start_response):  # type: ignore[no-untyped-def]
+    body = FreedBody(8 << 20)
+    body.token = environ.get("QUERY_STRING", "")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def app(environ, start_response):  # type: ignore[no-untyped-def]
+    if environ.get("PATH_INFO") == "/freed":
+        return fresh(environ, start_response)
+    return _linted(environ, start_response)

@@ -167,12 +167,14 @@ def test_stuck_request_past_timeout_is_killed_and_named(start_server):
     srv.wait_for_log(rf"Worker {old} is gone")
 
 
-def test_a_stream_that_keeps_going_is_not_stuck_past_timeout(start_server):
-    """A response the app streams for longer than --timeout, a block at a time, is work
-    making progress, not a stuck request: the worker is not killed and the body is whole."""
+@pytest.mark.parametrize("path", ["/drip", "/drip-write"])
+def test_a_stream_that_keeps_going_is_not_stuck_past_timeout(start_server, path):
+    """A response the app streams for longer than --timeout, a block at a time (yielded, or
+    passed to `write()` inside one call of the app), is work making progress, not a stuck
+    request: the worker is not killed and the body is whole."""
     srv = start_master(start_server, "--master", "--timeout", "1", workers=1)
     (pid,) = wait_until(lambda: workers_of(srv), what="the worker")
-    status, body = get(srv.host, srv.port, "/drip?3", timeout=15)
+    status, body = get(srv.host, srv.port, f"{path}?3", timeout=15)
     assert status == 200
     assert body.count("drop\n") >= 20 and body.endswith(f"pid={pid}")
     assert "Worker timeout" not in srv.log

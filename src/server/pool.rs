@@ -51,8 +51,9 @@ const STOP_TICK: Duration = Duration::from_millis(20);
 /// What the watcher can see of one app thread.
 pub struct ThreadInfo {
     /// The number of exchanges the thread has started, shifted left by one; the low bit
-    /// is set while it is inside one. Read it with [`ThreadInfo::exchange`].
-    in_app: AtomicU64,
+    /// is set while it is inside one. Read it with [`ThreadInfo::exchange`]. Shared with
+    /// the thread's `write()` progress ([`write_progress`]).
+    in_app: Arc<AtomicU64>,
     /// The thread's CPU-time clock (`pthread_getcpuclockid`).
     pub clock: AtomicI32,
     pub handle: OnceLock<Thread>,
@@ -95,7 +96,7 @@ impl Pool {
             leader: AtomicUsize::new(0),
             threads: (0..n)
                 .map(|_| ThreadInfo {
-                    in_app: AtomicU64::new(0),
+                    in_app: Arc::new(AtomicU64::new(0)),
                     clock: AtomicI32::new(-1),
                     handle: OnceLock::new(),
                     line: Mutex::new(String::new()),
@@ -174,7 +175,6 @@ pub struct Shared {
 /// Per-thread state.
 pub struct ThreadCtx {
     pub index: usize,
-    seq: u64,
     events: Vec<Event>,
     /// The request line's buffer, reused from one exchange to the next.
     pub line: String,
@@ -186,13 +186,14 @@ pub struct ThreadCtx {
     /// The last exchange's `start_response`, when nothing else kept a reference to it:
     /// the next exchange on this thread reuses it.
     pub spare_start_response: Option<Py<StartResponse>>,
+    /// What this thread's `start_response` objects call after a `write()` block went out.
+    pub on_write: OnWrite,
 }
 
 impl ThreadCtx {
     /// Marks this thread as inside the exchange for `line` (seen by the watcher and
     /// the heartbeat).
     pub fn enter_app(&mut self, shared: &Shared, line: &str) {
-        self.seq += 1;
         if shared.cfg.heartbeat.is_some() {
             if let Some(mut l) = shared
                 .pool
@@ -204,11 +205,11 @@ impl ThreadCtx {
                 l.push_str(line);
             }
         }
-        shared.mark_in_app(self.index, self.seq, true);
+        shared.mark_in_app(self.index, true);
     }
 
     pub fn leave_app(&mut self, shared: &Shared) {
-        shared.mark_in_app(self.index, self.seq, false);
+        shared.mark_in_app(self.index, false);
     }
 
     /// Notes that the exchange for `line` made progress (a block of its body went out):
@@ -232,6 +233,26 @@ impl ThreadCtx {
 /// [`ThreadCtx::progressed`]): well under any sensible `worker_timeout` (the heartbeat
 /// beats every 250 ms).
 pub const PROGRESS_MARK: Duration = Duration::from_millis(100);
+
+/// What a `start_response` calls after a block its `write()` took went out.
+pub type OnWrite = Arc<dyn Fn() + Send + Sync>;
+
+/// [`ThreadCtx::progressed`] for a body the app writes through `write()` inside one call:
+/// at most every [`PROGRESS_MARK`], the exchange the thread is inside (`in_app`) counts as
+/// a new one, so a legacy app that keeps streaming is not a request stuck past
+/// `worker_timeout`. `last` is the time of the last mark (0: none yet).
+fn write_progress(in_app: &AtomicU64, last: &AtomicU64) {
+    let now = Tick::now();
+    let prev = last.load(Ordering::Relaxed);
+    if prev != 0 && now.as_nanos() < prev.saturating_add(PROGRESS_MARK.as_nanos() as u64) {
+        return;
+    }
+    last.store(now.as_nanos(), Ordering::Relaxed);
+    // Only while inside an exchange (a write() kept past its end changes nothing).
+    let _ = in_app.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        (v & 1 == 1).then_some(v + 2)
+    });
+}
 
 impl Shared {
     pub fn new(
@@ -323,10 +344,21 @@ impl Shared {
         }
     }
 
-    fn mark_in_app(&self, index: usize, seq: u64, inside: bool) {
+    /// Marks thread `index` inside a new exchange, or outside any. The count goes on from
+    /// where it is, `write()` progress included (atomically: a `write()` may run on
+    /// another thread), so a new exchange never repeats a number the watcher or the
+    /// heartbeat has seen.
+    fn mark_in_app(&self, index: usize, inside: bool) {
         if let Some(t) = self.pool.threads.get(index) {
-            t.in_app
-                .store(seq << 1 | u64::from(inside), Ordering::Release);
+            if inside {
+                let _ = t
+                    .in_app
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                        Some(((v >> 1) + 1) << 1 | 1)
+                    });
+            } else {
+                t.in_app.fetch_and(!1, Ordering::AcqRel);
+            }
         }
         if inside {
             self.pool.wake_watcher();
@@ -799,14 +831,21 @@ impl Shared {
     /// An app thread's whole life.
     pub fn run_thread(&self, index: usize) {
         Python::attach(|py| {
+            let on_write: OnWrite = match self.pool.threads.get(index) {
+                Some(t) => {
+                    let (in_app, last) = (t.in_app.clone(), AtomicU64::new(0));
+                    Arc::new(move || write_progress(&in_app, &last))
+                }
+                None => Arc::new(|| {}),
+            };
             let mut ctx = ThreadCtx {
                 index,
-                seq: 0,
                 events: Vec::with_capacity(256),
                 line: String::with_capacity(256),
                 scratch: Vec::new(),
                 more_ready: false,
                 spare_start_response: None,
+                on_write,
             };
             if let Some(t) = self.pool.threads.get(index) {
                 let _ = t.handle.set(std::thread::current());
@@ -855,5 +894,38 @@ fn tagged(e: &Event) -> u64 {
         e.token | HUP_BIT
     } else {
         e.token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_progress_starts_a_new_exchange_at_most_every_mark_and_only_inside_one() {
+        let (in_app, last) = (AtomicU64::new(5 << 1 | 1), AtomicU64::new(0));
+        write_progress(&in_app, &last);
+        assert_eq!(
+            in_app.load(Ordering::Relaxed),
+            6 << 1 | 1,
+            "the first block marks"
+        );
+        write_progress(&in_app, &last);
+        assert_eq!(
+            in_app.load(Ordering::Relaxed),
+            6 << 1 | 1,
+            "not again within the mark"
+        );
+        last.store(
+            Tick::now().as_nanos() - PROGRESS_MARK.as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        write_progress(&in_app, &last);
+        assert_eq!(in_app.load(Ordering::Relaxed), 7 << 1 | 1, "again after it");
+        // Outside an exchange (a write() kept past its end), nothing moves.
+        in_app.store(7 << 1, Ordering::Relaxed);
+        last.store(0, Ordering::Relaxed);
+        write_progress(&in_app, &last);
+        assert_eq!(in_app.load(Ordering::Relaxed), 7 << 1);
     }
 }

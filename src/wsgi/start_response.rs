@@ -2,7 +2,7 @@
 //! owns the exchange's response [`Output`], and the `write()` callable it returns.
 
 use std::borrow::Cow;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -148,16 +148,24 @@ pub struct StartResponse {
     /// How CPython calls it (src/wsgi/vectorcall.rs): [`call_vector`], always.
     vectorcall: ffi::vectorcallfunc,
     output: Mutex<Output>,
+    /// Called after each block `write()` sent: the server counts it as progress.
+    on_write: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl StartResponse {
-    /// A new `start_response` that owns `output`.
-    pub fn create(py: Python<'_>, output: Output) -> PyResult<Py<StartResponse>> {
+    /// A new `start_response` that owns `output`; `on_write` is called after each block
+    /// `write()` sent.
+    pub fn create(
+        py: Python<'_>,
+        output: Output,
+        on_write: Option<Arc<dyn Fn() + Send + Sync>>,
+    ) -> PyResult<Py<StartResponse>> {
         let sr = Py::new(
             py,
             StartResponse {
                 vectorcall: call_vector,
                 output: Mutex::new(output),
+                on_write,
             },
         )?;
         // SAFETY: every instance is made here, with `call_vector` in the same field; the
@@ -298,6 +306,10 @@ impl StartResponse {
         let mut out = self.output()?;
         let mut block = blocking_wait(py);
         out.send(&[bytes.as_bytes()], false, &mut block)
-            .map_err(send_error)
+            .map_err(send_error)?;
+        if let Some(on_write) = &self.on_write {
+            on_write();
+        }
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
 """An app for the worker-process tests: answers with its pid; `?S` makes it sleep S seconds.
-`/drip?S` streams a block every 0.1 s for S seconds instead.
+`/drip?S` streams a block every 0.1 s for S seconds instead; `/drip-write?S` does the same
+through the `write()` callable (a legacy app), inside one call of the app.
 
 Each request writes "worker_app: request started" to wsgi.errors first, so a test can wait
 until requests are inside the app.
@@ -16,6 +17,13 @@ def app(environ, start_response):
     if environ["PATH_INFO"] == "/drip":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return drip(seconds)
+    if environ["PATH_INFO"] == "/drip-write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.1)
+            write(b"drop\n")
+        return [f"pid={os.getpid()}".encode()]
     time.sleep(seconds)
     body = f"pid={os.getpid()} multiprocess={environ['wsgi.multiprocess']}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])

@@ -706,7 +706,7 @@ fn exchange(
                 sr.get().reuse(out)?;
                 sr
             }
-            None => StartResponse::create(py, out, Some(ctx.on_write.clone()))?,
+            None => StartResponse::create(py, out, ctx.on_write.clone())?,
         };
         Ok((input, sr))
     })();

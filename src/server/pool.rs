@@ -34,7 +34,7 @@ use crate::net::socket::{self, set_nodelay, Socket};
 use crate::tls::Tls;
 use crate::wsgi::environ::EnvironBuilder;
 use crate::wsgi::log::Loggers;
-use crate::wsgi::start_response::StartResponse;
+use crate::wsgi::start_response::{OnWrite, StartResponse};
 
 /// Tokens with this bit name a listener (its index in the low bits).
 const LISTENER_BIT: u64 = 1 << 63;
@@ -233,9 +233,6 @@ impl ThreadCtx {
 /// [`ThreadCtx::progressed`]): well under any sensible `worker_timeout` (the heartbeat
 /// beats every 250 ms).
 pub const PROGRESS_MARK: Duration = Duration::from_millis(100);
-
-/// What a `start_response` calls after a block its `write()` took went out.
-pub type OnWrite = Arc<dyn Fn() + Send + Sync>;
 
 /// [`ThreadCtx::progressed`] for a body the app writes through `write()` inside one call:
 /// at most every [`PROGRESS_MARK`], the exchange the thread is inside (`in_app`) counts as

@@ -149,8 +149,12 @@ pub struct StartResponse {
     vectorcall: ffi::vectorcallfunc,
     output: Mutex<Output>,
     /// Called after each block `write()` sent: the server counts it as progress.
-    on_write: Option<Arc<dyn Fn() + Send + Sync>>,
+    on_write: OnWrite,
 }
+
+/// What a `start_response` calls after a block its `write()` took went out (the server
+/// counts it as progress of the exchange).
+pub type OnWrite = Arc<dyn Fn() + Send + Sync>;
 
 impl StartResponse {
     /// A new `start_response` that owns `output`; `on_write` is called after each block
@@ -158,7 +162,7 @@ impl StartResponse {
     pub fn create(
         py: Python<'_>,
         output: Output,
-        on_write: Option<Arc<dyn Fn() + Send + Sync>>,
+        on_write: OnWrite,
     ) -> PyResult<Py<StartResponse>> {
         let sr = Py::new(
             py,
@@ -307,9 +311,7 @@ impl StartResponse {
         let mut block = blocking_wait(py);
         out.send(&[bytes.as_bytes()], false, &mut block)
             .map_err(send_error)?;
-        if let Some(on_write) = &self.on_write {
-            on_write();
-        }
+        (self.on_write)();
         Ok(())
     }
 }
